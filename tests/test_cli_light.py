@@ -1,0 +1,50 @@
+"""`herd --help` and every `herd <command> --help` stay fast: they import no torch."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+
+def commands() -> list[str]:
+    from herd.cli import app
+
+    import typer.main
+
+    group = typer.main.get_command(app)
+    return sorted(group.commands)  # type: ignore[attr-defined]
+
+
+def run_herd(*args: str) -> subprocess.CompletedProcess[str]:
+    code = (
+        "import sys; from herd.cli import main\n"
+        "try:\n    main(sys.argv[1:])\nexcept SystemExit as e:\n"
+        "    heavy = [m for m in ('torch', 'transformers', 'datasets', 'matplotlib') if m in sys.modules]\n"
+        "    print('HEAVY=' + ','.join(heavy), file=sys.stderr); raise\n"
+    )
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120)
+
+
+def test_main_help_imports_no_torch():
+    out = run_herd("--help")
+    assert out.returncode == 0
+    assert "ask" in out.stdout
+    assert "HEAVY=\n" in out.stderr
+
+
+@pytest.mark.parametrize("command", commands())
+def test_command_help_imports_no_torch(command):
+    out = run_herd(command, "--help")
+    assert out.returncode == 0, out.stderr
+    assert "HEAVY=\n" in out.stderr, f"herd {command} --help imported {out.stderr}"
+
+
+def test_user_error_is_one_line_exit_2(tmp_path):
+    bad = tmp_path / "run.toml"
+    bad.write_text("[teacher]\nbakend = 1\n")
+    out = run_herd("config", "-c", str(bad))
+    assert out.returncode == 2
+    lines = [line for line in out.stderr.splitlines() if not line.startswith("HEAVY=")]
+    assert lines == [f"herd: error: {bad}:2: unknown key 'teacher.bakend' (did you mean 'backend'?)"]
