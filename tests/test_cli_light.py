@@ -9,9 +9,9 @@ import pytest
 
 
 def commands() -> list[str]:
-    from herd.cli import app
-
     import typer.main
+
+    from herd.cli import app
 
     group = typer.main.get_command(app)
     return sorted(group.commands)  # type: ignore[attr-defined]

@@ -27,7 +27,10 @@ def test_defaults_and_overrides(tmp_path):
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ('[run]\nname = "a"\n\n[teacher]\nbakend = "x"\n', "run.toml:5: unknown key 'teacher.bakend' (did you mean 'backend'?)"),
+        (
+            '[run]\nname = "a"\n\n[teacher]\nbakend = "x"\n',
+            "run.toml:5: unknown key 'teacher.bakend' (did you mean 'backend'?)",
+        ),
         ('[teacher]\nconcurrency = "many"\n', "run.toml:2: teacher.concurrency must be int, got string"),
         ('[teacher]\nbackend = "gpt"\n', "run.toml:2: teacher.backend = 'gpt' is not one of"),
         ('[nope]\nx = 1\n', "run.toml:1: unknown key 'nope'"),

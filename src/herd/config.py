@@ -31,7 +31,8 @@ else:  # pragma: no cover - 3.10 fallback
 def opt(default: Any, doc: str) -> Any:
     """A config key: its default and the one-line doc shown by `herd config --explain`."""
     if isinstance(default, (list, dict)):
-        return field(default_factory=lambda d=default: type(d)(d), metadata={"doc": doc})
+        factory: Any = lambda d=default: type(d)(d)  # noqa: E731 - a fresh copy per instance
+        return field(default_factory=factory, metadata={"doc": doc})
     return field(default=default, metadata={"doc": doc})
 
 
@@ -47,6 +48,7 @@ class RunConfig:
     dir: str = opt("runs", "Folder that holds run directories (relative to the current directory).")
     seed: int = opt(0, "Random seed for every sampling decision herd makes (seeds, topics, splits).")
     quiet: bool = opt(False, "Plain one-line progress logs instead of progress bars (for CI logs).")
+    shard: str = opt("", "Run shard i/n (0-based) of a generation stage; outputs go to <stage>/shard-i-of-n/.")
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,10 @@ class InstructionsConfig:
 @dataclass(frozen=True)
 class ResponsesConfig:
     input: str = opt("", "Instruction file to answer ('' = this run's instructions/data.jsonl).")
+    source: str = opt("", "instruction_source label for rows that have none (e.g. alpaca, original_p3, original_flan).")
+    system_prompt: str = opt(
+        "response_system.txt", "System message file: a shipped prompt name or a path ('' = no system message)."
+    )
     temperature: float = opt(1.0, "Sampling temperature (the paper used the API defaults).")
     top_p: float = opt(1.0, "Nucleus sampling.")
     max_tokens: int = opt(512, "Longest answer in tokens; longer ones are flagged truncated.")
@@ -265,7 +271,7 @@ def explain(cls: type = Config, prefix: str = "") -> list[tuple[str, str, str, s
         if dataclasses.is_dataclass(tp):
             rows.extend(explain(tp, dotted))  # type: ignore[arg-type]
             continue
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc,operator]
         rows.append((dotted, _type_text(tp), repr(default), f.metadata.get("doc", "")))
     return rows
 
@@ -280,7 +286,8 @@ def to_toml(cfg: Any) -> str:
     out: list[str] = []
 
     def emit(obj: Any, prefix: str) -> None:
-        scalars, tables = [], []
+        scalars: list[tuple[str, Any]] = []
+        tables: list[tuple[str, Any]] = []
         for f in dataclasses.fields(obj):
             value = getattr(obj, f.name)
             (tables if dataclasses.is_dataclass(value) else scalars).append((f.name, value))

@@ -75,8 +75,7 @@ def _parquet_rows(p: Path) -> Iterator[tuple[int, Row]]:
     import pyarrow.parquet as pq
 
     table = pq.read_table(p)
-    for number, row in enumerate(table.to_pylist(), start=1):
-        yield number, row
+    yield from enumerate(table.to_pylist(), start=1)
 
 
 class RowWriter:
@@ -159,3 +158,24 @@ def write_rows(path: str | Path, rows: Iterable[Row]) -> int:
         os.fsync(fh.fileno())
     os.replace(tmp, p)
     return n
+
+
+def parse_shard(spec: str) -> tuple[int, int]:
+    """'i/n' -> (i, n); '' -> (0, 1)."""
+    if not spec:
+        return 0, 1
+    try:
+        i, n = (int(x) for x in spec.split("/"))
+    except ValueError:
+        raise UserError(f"run.shard = {spec!r}: expected i/n, e.g. 0/4") from None
+    if n < 1 or not 0 <= i < n:
+        raise UserError(f"run.shard = {spec!r}: need 0 <= i < n")
+    return i, n
+
+
+def in_shard(row_id: str, shard: tuple[int, int]) -> bool:
+    """Whether a row belongs to a shard: by a hash of its id, so every machine agrees without talking."""
+    i, n = shard
+    if n == 1:
+        return True
+    return int(hashlib.sha256(row_id.encode("utf-8")).hexdigest()[:8], 16) % n == i

@@ -75,7 +75,8 @@ def config_cmd(
     explain: Annotated[bool, typer.Option("--explain", help="Every key with its type, default and doc.")] = False,
 ) -> None:
     """Show the resolved config as TOML (checks the file), or explain every key."""
-    from herd.config import Config, explain as explain_keys, to_toml
+    from herd.config import Config, to_toml
+    from herd.config import explain as explain_keys
 
     if explain:
         for key, tp, default, doc in explain_keys(Config):

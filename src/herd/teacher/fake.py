@@ -55,7 +55,8 @@ def answer(req: Request) -> str:
         for i in range(n):
             verb = _VERBS[(digest[i % 32] + i) % len(_VERBS)]
             topic = _TOPICS[(digest[(i * 7) % 32] + i) % len(_TOPICS)]
-            lines.append(f"<example>{verb} a short note about {topic} for reader number {digest[i % 32] + i}.</example>")
+            number = digest[i % 32] + i
+            lines.append(f"<example>{verb} a short note about {topic} for reader number {number}.</example>")
         return "\n".join(lines)
     words = prompt.split()
     head = " ".join(words[:12])

@@ -1,0 +1,99 @@
+"""herd responses: the teacher answers every instruction, concisely (LaMini §1 "Responses").
+
+Reads an instruction file (this run's `instructions/data.jsonl`, or any JSONL/CSV/Parquet prompt set with an
+`instruction` column such as Alpaca's) and writes `responses/data.jsonl`: each input row plus `response`,
+`finish_reason`, `truncated`, token usage and the journal key of its call. Failed calls go to `rejects.jsonl` with
+the reason. Resumes after a kill: finished ids are skipped, finished calls come from the journal.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from herd.config import Config
+from herd.errors import UserError
+from herd.prompts import prompt_path, read_prompt
+from herd.records import in_shard, iter_rows, parse_shard, stable_id
+from herd.rundir import StageDir, journal_path, run_path
+from herd.teacher import Request, Result, open_engine
+
+STAGE = "responses"
+
+
+def run(cfg: Config) -> Path:
+    """Answer every instruction; returns the stage folder."""
+    rc = cfg.responses
+    source = Path(rc.input) if rc.input else run_path(cfg) / "instructions" / "data.jsonl"
+    shard = parse_shard(cfg.run.shard)
+    rows = [r for r in load_instructions(source, rc.source) if in_shard(r["id"], shard)]
+    system = read_prompt(rc.system_prompt).strip() if rc.system_prompt else None
+    folder = STAGE if shard == (0, 1) else f"{STAGE}/shard-{shard[0]}-of-{shard[1]}"
+    stage = StageDir(run_path(cfg) / folder, STAGE)
+    if rc.system_prompt:
+        stage.add_prompt("system", prompt_path(rc.system_prompt))
+    done = stage.done_ids()
+    todo = [r for r in rows if r["id"] not in done]
+    engine = open_engine(cfg.teacher, journal_path(cfg), stage=STAGE, quiet=cfg.run.quiet)
+    by_id = {r["id"]: r for r in todo}
+    requests = [
+        Request.chat(r["instruction"], system, max_tokens=rc.max_tokens, temperature=rc.temperature,
+                     top_p=rc.top_p, tag=r["id"])
+        for r in todo
+    ]
+    last_sync = time.monotonic()
+
+    def on_result(result: Result) -> None:
+        nonlocal last_sync
+        write_answer(stage, by_id[result.request.tag], result)
+        if time.monotonic() - last_sync > 2.0:
+            stage.checkpoint()
+            last_sync = time.monotonic()
+
+    try:
+        usage = engine.map(requests, on_result, label=STAGE)
+    finally:
+        engine.close()
+    sampling = {"temperature": rc.temperature, "top_p": rc.top_p, "max_tokens": rc.max_tokens}
+    return stage.finish(cfg, {"input": str(source), "sampling": sampling, "teacher": engine.model_id},
+                        usage.as_dict())
+
+
+def load_instructions(path: Path, default_source: str) -> list[dict[str, Any]]:
+    """Every row with an instruction; ids made from the text where a file has none. Bad rows stop the stage."""
+    if not path.exists():
+        raise UserError(f"{path}: instruction file not found (run `herd instructions` first, or set responses.input)")
+    rows: list[dict[str, Any]] = []
+    seen: dict[str, int] = {}
+    for number, row in enumerate(iter_rows(path, required=["instruction"]), start=1):
+        text = row["instruction"]
+        if not isinstance(text, str) or not text.strip():
+            raise UserError(f"{path}:{number}: field 'instruction' must be a non-empty string")
+        if row.get("input"):
+            text = f"{text}\n{row['input']}"  # inputs are inlined, as in LaMini's released rows
+        row_id = str(row.get("id") or stable_id(text))
+        if row_id in seen:
+            raise UserError(f"{path}:{number}: duplicate id {row_id!r} (first on row {seen[row_id]})")
+        seen[row_id] = number
+        source = row.get("instruction_source") or default_source
+        rows.append({**row, "id": row_id, "instruction": text, "instruction_source": source})
+    return rows
+
+
+def write_answer(stage: StageDir, row: dict[str, Any], result: Result) -> None:
+    if not result.ok:
+        stage.reject(row, f"teacher_failed: {result.error}")
+        return
+    answer = result.text.strip()
+    if not answer:
+        stage.reject({**row, "call": result.key}, "empty_response")
+        return
+    stage.keep({
+        **row,
+        "response": answer,
+        "finish_reason": result.finish_reason,
+        "truncated": result.truncated,
+        "usage": {"prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens},
+        "call": result.key,
+    })
