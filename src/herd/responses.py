@@ -29,13 +29,14 @@ def run(cfg: Config) -> Path:
     shard = parse_shard(cfg.run.shard)
     rows = [r for r in load_instructions(source, rc.source) if in_shard(r["id"], shard)]
     system = read_prompt(rc.system_prompt).strip() if rc.system_prompt else None
+    # The engine first: a missing key or an unreachable endpoint stops here, before any file is written.
+    engine = open_engine(cfg.teacher, journal_path(cfg), stage=STAGE, quiet=cfg.run.quiet)
     folder = STAGE if shard == (0, 1) else f"{STAGE}/shard-{shard[0]}-of-{shard[1]}"
     stage = StageDir(run_path(cfg) / folder, STAGE)
     if rc.system_prompt:
         stage.add_prompt("system", prompt_path(rc.system_prompt))
     done = stage.done_ids()
     todo = [r for r in rows if r["id"] not in done]
-    engine = open_engine(cfg.teacher, journal_path(cfg), stage=STAGE, quiet=cfg.run.quiet)
     by_id = {r["id"]: r for r in todo}
     requests = [
         Request.chat(r["instruction"], system, max_tokens=rc.max_tokens, temperature=rc.temperature,
