@@ -49,6 +49,12 @@ class RunConfig:
     seed: int = opt(0, "Random seed for every sampling decision herd makes (seeds, topics, splits).")
     quiet: bool = opt(False, "Plain one-line progress logs instead of progress bars (for CI logs).")
     shard: str = opt("", "Run shard i/n (0-based) of a generation stage; outputs go to <stage>/shard-i-of-n/.")
+    stages: list[str] = opt(
+        ["instructions", "responses", "dedup", "stats", "train", "answers", "judge", "report"],
+        "Stages `herd run` chains, in chain order (see `herd plan`); mix and bench are opt-in.",
+    )
+    confirm_above_usd: float = opt(1.0, "`herd run` asks before spending more than this on teacher calls.")
+    max_cost_usd: float = opt(0.0, "Refuse to start when the estimated cost is above this (0 = no limit).")
 
 
 @dataclass(frozen=True)
@@ -103,6 +109,42 @@ class ResponsesConfig:
 
 
 @dataclass(frozen=True)
+class GenerateConfig:
+    model: str = opt("", "Model that answers: a herd checkpoint, a Hub id or a local directory (causal or seq2seq).")
+    input: str = opt("", "Instruction file (JSONL/CSV/Parquet with an `instruction` column) to answer.")
+    out: str = opt("", "Output folder ('' = <run>/generate); holds data.jsonl, rejects.jsonl, manifest.json.")
+    name: str = opt("", "Model name written to each row ('' = the model's folder name or Hub id).")
+    max_new_tokens: int = opt(256, "Longest answer, in new tokens.")
+    temperature: float = opt(0.0, "Sampling temperature (0 = greedy).")
+    top_p: float = opt(1.0, "Nucleus sampling (with temperature > 0).")
+    repetition_penalty: float = opt(1.0, "transformers' repetition penalty (1.0 = none; the LaMini README used 1.5).")
+    stop: list[str] = opt([], "Strings that end an answer (cut before them).")
+    seed: int = opt(-1, "Sampling seed (-1 = unseeded).")
+    batch_tokens: int = opt(8192, "Token budget per batch: (longest prompt + max_new_tokens) times rows.")
+    max_batch: int = opt(32, "Largest batch, in prompts.")
+    device: str = opt("auto", "torch device: auto, cpu, cuda, cuda:1, mps.")
+    dtype: str = opt("auto", "torch dtype: auto (bf16 on GPU, fp32 on CPU), float32, bfloat16, float16.")
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    models: list[str] = opt([], "Models to serve: paths or Hub ids, each optionally NAME=PATH (NAME is the API id).")
+    host: str = opt("127.0.0.1", "Address to listen on.")
+    port: int = opt(8000, "TCP port.")
+    api_key_env: str = opt("", "Environment variable holding the API key clients must send ('' = no key).")
+    max_batch: int = opt(32, "Most requests (times n) one batch may hold; 1 = one request at a time.")
+    batch_tokens: int = opt(8192, "Token budget per generation batch.")
+    batch_wait_ms: float = opt(5.0, "How long the batcher waits for more requests after the first one arrives.")
+    max_queue: int = opt(256, "Requests waiting per model before new ones get 503 with Retry-After.")
+    max_body_bytes: int = opt(1_000_000, "Largest request body; bigger ones get 413.")
+    max_tokens_limit: int = opt(4096, "Largest max_tokens a request may ask for.")
+    default_max_tokens: int = opt(256, "max_tokens when a request gives none (capped by what the context leaves).")
+    max_prompt_tokens: int = opt(0, "Longest prompt in tokens (0 = the model's context length).")
+    device: str = opt("auto", "torch device: auto, cpu, cuda, cuda:1, mps.")
+    dtype: str = opt("auto", "torch dtype: auto (bf16 on GPU, fp32 on CPU), float32, bfloat16, float16.")
+
+
+@dataclass(frozen=True)
 class Config:
     """A whole run. Sections a stage does not use are ignored by it."""
 
@@ -110,6 +152,8 @@ class Config:
     teacher: TeacherConfig = sub(TeacherConfig, "The teacher model that writes instructions and answers.")
     instructions: InstructionsConfig = sub(InstructionsConfig, "herd instructions.")
     responses: ResponsesConfig = sub(ResponsesConfig, "herd responses.")
+    generate: GenerateConfig = sub(GenerateConfig, "herd generate: a model answers an instruction file.")
+    serve: ServeConfig = sub(ServeConfig, "herd serve: the OpenAI-compatible server.")
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -1,0 +1,289 @@
+"""herd report: one page about a run, `runs/NAME/report.html` (self-contained: images inlined, no scripts, opens
+offline) and `report.md` (images linked beside it).
+
+Reads whatever the run's stages left: manifests, data files, stats/bench/judge figures, training curves, the
+journal's usage. A stage that did not run is simply absent from the report. Every number names the file it came
+from (the provenance table lists each stage's manifest, config hash, versions and prompt hashes).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import html
+import json
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from herd.config import Config
+from herd.records import iter_rows
+from herd.rundir import journal_path, run_path
+
+STAGE_ORDER = ("instructions", "responses", "mix", "dedup", "stats", "train", "answers", "bench", "judge")
+SAMPLES_PER_SOURCE = 3
+SIDE_BY_SIDE = 8
+
+
+@dataclass
+class Section:
+    title: str
+    blocks: list[tuple[str, Any]] = field(default_factory=list)  # ("p"|"table"|"img"|"pre", payload)
+
+    def para(self, text: str) -> None:
+        self.blocks.append(("p", text))
+
+    def table(self, header: list[str], rows: list[list[Any]], source: str = "") -> None:
+        self.blocks.append(("table", (header, rows, source)))
+
+    def image(self, path: Path, caption: str) -> None:
+        self.blocks.append(("img", (path, caption)))
+
+
+def run(cfg: Config) -> Path:
+    """Write report.html and report.md into the run folder; returns the run folder."""
+    root = run_path(cfg)
+    sections = [s for s in build_sections(cfg, root) if s.blocks]
+    title = f"herd run {cfg.run.name}"
+    (root / "report.html").write_text(to_html(title, sections, root), encoding="utf-8")
+    (root / "report.md").write_text(to_markdown(title, sections, root), encoding="utf-8")
+    return root
+
+
+def build_sections(cfg: Config, root: Path) -> list[Section]:
+    manifests = load_manifests(root)
+    return [
+        overview(cfg, root, manifests),
+        dataset(root),
+        samples(root),
+        rejects(manifests),
+        figures(root, "train", "Training"),
+        figures(root, "bench", "Benchmark (lm-evaluation-harness)"),
+        ratings(root),
+        side_by_side(root),
+        usage(cfg),
+        provenance(root, manifests),
+    ]
+
+
+def load_manifests(root: Path) -> dict[str, dict[str, Any]]:
+    found: dict[str, dict[str, Any]] = {}
+    for path in sorted(root.glob("**/manifest.json")):
+        if ".herd" in path.parts:
+            continue
+        try:
+            found[str(path.parent.relative_to(root))] = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError:
+            continue
+    return found
+
+
+def overview(cfg: Config, root: Path, manifests: dict[str, dict[str, Any]]) -> Section:
+    s = Section("Run")
+    tc = cfg.teacher
+    s.para(f"Teacher: {tc.backend}:{tc.model}. Run folder: {root}.")
+    state_path = root / ".herd" / "state.json"
+    state = json.loads(state_path.read_text()) if state_path.exists() else {}
+    rows = []
+    for folder, m in manifests.items():
+        counts = m.get("counts", {})
+        seconds = m.get("timings", {}).get("seconds")
+        rows.append([folder, counts.get("rows", ""), counts.get("rejects", ""),
+                     f"{seconds:.1f}" if isinstance(seconds, (int, float)) else "",
+                     state.get(folder.split("/")[0], {}).get("key", "")])
+    if rows:
+        s.table(["stage folder", "rows kept", "rejects", "seconds", "stage key"], rows, "*/manifest.json")
+    return s
+
+
+def final_dataset(root: Path) -> Path | None:
+    for name in ("dedup", "mix", "responses"):
+        path = root / name / "data.jsonl"
+        if path.exists():
+            return path
+    return None
+
+
+def dataset(root: Path) -> Section:
+    s = Section("Dataset")
+    path = final_dataset(root)
+    if path is None:
+        return s
+    counts: Counter[str] = Counter()
+    lengths: dict[str, list[tuple[int, int]]] = defaultdict(list)
+    for row in iter_rows(path):
+        source = str(row.get("instruction_source") or "?")
+        counts[source] += 1
+        lengths[source].append((len(str(row.get("instruction", "")).split()), len(str(row.get("response", "")).split())))
+    rows = []
+    for source, n in counts.most_common():
+        ls = lengths[source]
+        rows.append([source, n, f"{sum(a for a, _ in ls) / n:.1f}", f"{sum(b for _, b in ls) / n:.1f}"])
+    s.table(["instruction_source", "pairs", "avg instruction words", "avg response words"], rows, str(path))
+    for png in sorted((root / "stats").glob("*.png")):
+        s.image(png, png.stem.replace("_", " "))
+    return s
+
+
+def samples(root: Path) -> Section:
+    s = Section("Sample rows per source")
+    path = final_dataset(root)
+    if path is None:
+        return s
+    picked: dict[str, list[list[str]]] = defaultdict(list)
+    for row in iter_rows(path):
+        source = str(row.get("instruction_source") or "?")
+        if len(picked[source]) < SAMPLES_PER_SOURCE:
+            picked[source].append([source, str(row.get("instruction", "")), str(row.get("response", ""))])
+    rows = [r for group in picked.values() for r in group]
+    if rows:
+        s.table(["source", "instruction", "response"], rows, str(path))
+    return s
+
+
+def rejects(manifests: dict[str, dict[str, Any]]) -> Section:
+    s = Section("Rejects by reason")
+    rows = []
+    for folder, m in manifests.items():
+        for reason, n in sorted(m.get("counts", {}).get("rejects_by_reason", {}).items(), key=lambda kv: -kv[1]):
+            rows.append([folder, reason, n])
+    if rows:
+        s.table(["stage", "reason", "rows"], rows, "*/manifest.json counts.rejects_by_reason")
+    return s
+
+
+def figures(root: Path, folder: str, title: str) -> Section:
+    s = Section(title)
+    for md in sorted((root / folder).glob("**/*.md")):
+        if md.name.lower() != "readme.md":
+            s.blocks.append(("pre", (md.read_text(encoding="utf-8"), str(md.relative_to(root)))))
+    for png in sorted((root / folder).glob("**/*.png")):
+        if "checkpoint-" not in str(png):
+            s.image(png, str(png.relative_to(root)))
+    return s
+
+
+def ratings(root: Path) -> Section:
+    s = Section("A–D ratings")
+    judge = root / "judge" / "data.jsonl"
+    if judge.exists():
+        table: dict[str, Counter[str]] = defaultdict(Counter)
+        for row in iter_rows(judge):
+            table[str(row.get("model"))][str(row.get("rating") or "unparsed")] += 1
+        rows = [[m, *(c.get(g, 0) for g in ("A", "B", "C", "D", "unparsed"))] for m, c in sorted(table.items())]
+        s.table(["model", "A", "B", "C", "D", "unparsed"], rows, str(judge))
+    for png in sorted((root / "judge").glob("**/*.png")):
+        s.image(png, str(png.relative_to(root)))
+    return s
+
+
+def side_by_side(root: Path) -> Section:
+    s = Section("Teacher and student answers side by side")
+    path = root / "answers" / "data.jsonl"
+    if not path.exists():
+        return s
+    by_instruction: dict[str, dict[str, str]] = defaultdict(dict)
+    texts: dict[str, str] = {}
+    for row in iter_rows(path):
+        key = str(row.get("instruction_id"))
+        texts[key] = str(row.get("instruction", ""))
+        by_instruction[key][str(row.get("model"))] = str(row.get("answer", ""))
+    models = sorted({m for answers in by_instruction.values() for m in answers})
+    rows = [[texts[k], *(by_instruction[k].get(m, "") for m in models)] for k in list(by_instruction)[:SIDE_BY_SIDE]]
+    s.table(["instruction", *models], rows, str(path))
+    return s
+
+
+def usage(cfg: Config) -> Section:
+    s = Section("Teacher usage and cost")
+    path = journal_path(cfg)
+    if not path.exists():
+        return s
+    from herd.teacher.journal import Journal
+
+    journal = Journal(path)
+    rows = [[u["stage"], u["model"], u["status"], u["calls"], u["prompt_tokens"], u["completion_tokens"],
+             f"{u['cost']:.4f}"] for u in journal.usage()]
+    journal.close()
+    s.table(["stage", "model", "status", "calls", "prompt tokens", "completion tokens", "cost $"], rows, str(path))
+    return s
+
+
+def provenance(root: Path, manifests: dict[str, dict[str, Any]]) -> Section:
+    s = Section("Provenance")
+    rows = []
+    for folder, m in manifests.items():
+        config_hash = hashlib.sha256(json.dumps(m.get("config", {}), sort_keys=True).encode()).hexdigest()[:12]
+        versions = ", ".join(f"{k} {v}" for k, v in m.get("versions", {}).items())
+        prompts = ", ".join(f"{k} {v[:12]}" for k, v in m.get("prompts", {}).items())
+        rows.append([f"{folder}/manifest.json", config_hash, versions, prompts])
+    if rows:
+        s.table(["manifest", "config sha256", "versions", "prompt sha256"], rows)
+    return s
+
+
+# ------------------------------------------------------------------------------------------------ rendering
+CSS = """
+body{font:15px/1.5 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;
+color:#1d2430} h1{font-size:1.8em;margin-bottom:.2em} h2{margin-top:2em;border-bottom:2px solid #e3e7ee;padding-bottom:.2em}
+table{border-collapse:collapse;width:100%;margin:.6em 0;font-size:.92em} th,td{border:1px solid #dde2ea;padding:.35em .5em;
+vertical-align:top;text-align:left} th{background:#f3f5f9} tr:nth-child(even) td{background:#fafbfd}
+td{max-width:420px;white-space:pre-wrap;word-wrap:break-word} figure{margin:1em 0} img{max-width:100%;border:1px solid #e3e7ee}
+figcaption,.src{color:#667085;font-size:.85em} pre{background:#f6f8fa;padding:.8em;overflow:auto;font-size:.85em}
+nav a{margin-right:1em}
+"""
+
+
+def to_html(title: str, sections: list[Section], root: Path) -> str:
+    esc = html.escape
+    nav = " ".join(f'<a href="#s{i}">{esc(s.title)}</a>' for i, s in enumerate(sections))
+    parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{esc(title)}</title>"
+             f"<meta name='viewport' content='width=device-width, initial-scale=1'><style>{CSS}</style></head>"
+             f"<body><h1>{esc(title)}</h1><nav>{nav}</nav>"]
+    for i, s in enumerate(sections):
+        parts.append(f"<h2 id='s{i}'>{esc(s.title)}</h2>")
+        for kind, payload in s.blocks:
+            if kind == "p":
+                parts.append(f"<p>{esc(payload)}</p>")
+            elif kind == "pre":
+                text, src = payload
+                parts.append(f"<pre>{esc(text)}</pre><div class='src'>from {esc(src)}</div>")
+            elif kind == "img":
+                path, caption = payload
+                data = base64.b64encode(path.read_bytes()).decode()
+                parts.append(f"<figure><img alt='{esc(caption)}' src='data:image/png;base64,{data}'>"
+                             f"<figcaption>{esc(caption)}</figcaption></figure>")
+            else:
+                header, rows, src = payload
+                head = "".join(f"<th>{esc(str(h))}</th>" for h in header)
+                body = "".join("<tr>" + "".join(f"<td>{esc(str(c))}</td>" for c in r) + "</tr>" for r in rows)
+                parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+                if src:
+                    parts.append(f"<div class='src'>from {esc(src)}</div>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def to_markdown(title: str, sections: list[Section], root: Path) -> str:
+    def cell(value: Any) -> str:
+        return str(value).replace("|", "\\|").replace("\n", "<br>")
+
+    out = [f"# {title}", ""]
+    for s in sections:
+        out += [f"## {s.title}", ""]
+        for kind, payload in s.blocks:
+            if kind == "p":
+                out += [payload, ""]
+            elif kind == "pre":
+                out += [payload[0], f"_from {payload[1]}_", ""]
+            elif kind == "img":
+                path, caption = payload
+                out += [f"![{caption}]({path.relative_to(root)})", ""]
+            else:
+                header, rows, src = payload
+                out.append("| " + " | ".join(cell(h) for h in header) + " |")
+                out.append("|" + "---|" * len(header))
+                out += ["| " + " | ".join(cell(c) for c in r) + " |" for r in rows]
+                out += [f"_from {src}_" if src else "", ""]
+    return "\n".join(out)
