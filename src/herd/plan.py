@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from herd.config import Config, TeacherConfig
-from herd.run import STAGES, State, StageSpec, stage_keys
+from herd.run import STAGES, StageSpec, State, stage_keys
 from herd.rundir import run_path
 from herd.teacher.prices import cost, price_for
 

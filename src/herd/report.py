@@ -14,6 +14,7 @@ import html
 import json
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -115,7 +116,8 @@ def dataset(root: Path) -> Section:
     for row in iter_rows(path):
         source = str(row.get("instruction_source") or "?")
         counts[source] += 1
-        lengths[source].append((len(str(row.get("instruction", "")).split()), len(str(row.get("response", "")).split())))
+        words = (len(str(row.get("instruction", "")).split()), len(str(row.get("response", "")).split()))
+        lengths[source].append(words)
     rows = []
     for source, n in counts.most_common():
         ls = lengths[source]
@@ -224,22 +226,16 @@ def provenance(root: Path, manifests: dict[str, dict[str, Any]]) -> Section:
 
 
 # ------------------------------------------------------------------------------------------------ rendering
-CSS = """
-body{font:15px/1.5 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;
-color:#1d2430} h1{font-size:1.8em;margin-bottom:.2em} h2{margin-top:2em;border-bottom:2px solid #e3e7ee;padding-bottom:.2em}
-table{border-collapse:collapse;width:100%;margin:.6em 0;font-size:.92em} th,td{border:1px solid #dde2ea;padding:.35em .5em;
-vertical-align:top;text-align:left} th{background:#f3f5f9} tr:nth-child(even) td{background:#fafbfd}
-td{max-width:420px;white-space:pre-wrap;word-wrap:break-word} figure{margin:1em 0} img{max-width:100%;border:1px solid #e3e7ee}
-figcaption,.src{color:#667085;font-size:.85em} pre{background:#f6f8fa;padding:.8em;overflow:auto;font-size:.85em}
-nav a{margin-right:1em}
-"""
+def css() -> str:
+    return resources.files("herd.assets").joinpath("report.css").read_text(encoding="utf-8")
+
 
 
 def to_html(title: str, sections: list[Section], root: Path) -> str:
     esc = html.escape
     nav = " ".join(f'<a href="#s{i}">{esc(s.title)}</a>' for i, s in enumerate(sections))
     parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{esc(title)}</title>"
-             f"<meta name='viewport' content='width=device-width, initial-scale=1'><style>{CSS}</style></head>"
+             f"<meta name='viewport' content='width=device-width, initial-scale=1'><style>{css()}</style></head>"
              f"<body><h1>{esc(title)}</h1><nav>{nav}</nav>"]
     for i, s in enumerate(sections):
         parts.append(f"<h2 id='s{i}'>{esc(s.title)}</h2>")

@@ -80,7 +80,9 @@ def section_value(cfg: Config, dotted: str) -> Any:
     node: Any = cfg
     for part in dotted.split("."):
         node = getattr(node, part, None)
-    return dataclasses.asdict(node) if dataclasses.is_dataclass(node) else node
+    if dataclasses.is_dataclass(node) and not isinstance(node, type):
+        return dataclasses.asdict(node)
+    return node
 
 
 def stage_keys(cfg: Config) -> dict[str, str]:
@@ -108,8 +110,8 @@ class State:
         self.data: dict[str, Any] = json.loads(self.path.read_text()) if self.path.exists() else {}
 
     def finished(self, name: str, key: str) -> bool:
-        entry = self.data.get(name)
-        return bool(entry) and entry.get("key") == key
+        entry: dict[str, Any] = self.data.get(name) or {}
+        return entry.get("key") == key
 
     def mark(self, name: str, key: str, path: Path, seconds: float) -> None:
         self.data[name] = {"key": key, "path": str(path), "seconds": round(seconds, 3), "finished": time.time()}
@@ -154,7 +156,7 @@ def run_chain(
             say(f"{tag}: up to date, skipped")
             outcome[spec.name] = "skipped"
             continue
-        previous = state.data.get(spec.name)
+        previous: dict[str, Any] = state.data.get(spec.name) or {}
         if previous and previous.get("key") != keys[spec.name] and spec.name != "report":
             say(f"{tag}: config changed, old output moved to .herd/stale/")
             state.forget(spec.name)

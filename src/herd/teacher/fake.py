@@ -1,8 +1,10 @@
 """A deterministic teacher for tests: the same request always gets the same answer, with no model and no network.
 
 Asked for `<example>` blocks (an instruction-generation prompt), it writes that many numbered instructions derived
-from a hash of the prompt; asked anything else, it answers with a short sentence that quotes the question. Token
-counts are word counts.
+from a hash of the prompt; asked for a `Grade:` (the judge's rubric) it grades A-D, asked for a `Verdict:` (the
+hallucination probe) it says REJECTED or HALLUCINATED, both from a hash; asked anything else, it answers with a short
+sentence that quotes the question. The model name `fake-unparseable` answers judges with no grade at all, for
+testing re-asks. Token counts are word counts.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ class FakeTeacher:
             self.calls += 1
             if self.latency_s:
                 time.sleep(self.latency_s)
-            text = answer(req)
+            text = answer(req, self.model_id)
             words = len(text.split())
             emit(Result(
                 request=req, ok=True, text=text, finish_reason="stop",
@@ -45,9 +47,15 @@ class FakeTeacher:
         return None
 
 
-def answer(req: Request) -> str:
+def answer(req: Request, model_id: str = "fake:fake") -> str:
     prompt = req.messages[-1][1]
     digest = hashlib.sha256(f"{req.messages}|{req.sample_index}|{req.temperature}".encode()).digest()
+    if "\nGrade: <" in prompt or "\nVerdict: <" in prompt:
+        if model_id.endswith("unparseable"):
+            return "I would rather not say."
+        if "\nGrade: <" in prompt:
+            return f"Grade: {'ABCD'[digest[0] % 4]}\nReason: graded by the fake judge."
+        return f"Verdict: {('REJECTED', 'HALLUCINATED')[digest[0] % 2]}\nReason: marked by the fake judge."
     if "<example>" in prompt:
         match = _ASK_N.search(prompt)
         n = int(match.group(1)) if match else 5
