@@ -52,3 +52,14 @@ def test_write_rows_atomic_and_stable_id(tmp_path):
     assert write_rows(p, [{"id": "x"}]) == 1
     assert not (tmp_path / "out.jsonl.tmp").exists()
     assert stable_id("a", 1) == stable_id("a", 1) != stable_id("a", 2)
+
+
+def test_repair_tail_with_a_last_line_longer_than_the_window(tmp_path):
+    p = tmp_path / "data.jsonl"
+    long_row = {"id": "2", "text": "x" * 200_000}
+    p.write_text(json.dumps({"id": "1"}) + "\n" + json.dumps(long_row) + "\n")
+    assert ids(p) == {"1", "2"}  # a whole long line is kept
+    with p.open("a") as fh:
+        fh.write(json.dumps({"id": "3", "text": "y" * 150_000})[:-20])  # torn
+    assert ids(p) == {"1", "2"}
+    assert p.read_text().endswith("\n")

@@ -32,13 +32,20 @@ def read_rows(path: str | Path, required: Iterable[str] = ()) -> list[Row]:
 
 
 def iter_rows(path: str | Path, required: Iterable[str] = ()) -> Iterator[Row]:
+    for _, row in numbered_rows(path, required):
+        yield row
+
+
+def numbered_rows(path: str | Path, required: Iterable[str] = ()) -> Iterator[tuple[int, Row]]:
+    """(line, row) pairs of a JSONL, CSV or Parquet file (row number for Parquet); a row without a `required`
+    field is a UserError naming file:line and field."""
     p = Path(path)
     if not p.is_file():
         raise UserError(f"{p}: file not found")
     need = tuple(required)
     suffix = p.suffix.lower()
     if suffix == ".parquet":
-        source: Iterator[tuple[int, Row]] = _parquet_rows(p)
+        source = _parquet_rows(p)
     elif suffix in (".csv", ".tsv"):
         source = _csv_rows(p, "\t" if suffix == ".tsv" else ",")
     else:
@@ -47,7 +54,7 @@ def iter_rows(path: str | Path, required: Iterable[str] = ()) -> Iterator[Row]:
         for name in need:
             if name not in row or row[name] is None:
                 raise UserError(f"{p}:{line}: missing field {name!r}")
-        yield row
+        yield line, row
 
 
 def _jsonl_rows(p: Path) -> Iterator[tuple[int, Row]]:
@@ -112,22 +119,42 @@ class RowWriter:
 
 
 def repair_tail(path: Path) -> None:
-    """Cut a torn last line (no trailing newline, or not valid JSON) left by a kill mid-write."""
-    if not path.exists() or path.stat().st_size == 0:
+    """Cut a torn last line (no trailing newline, or not valid JSON) left by a kill mid-write.
+
+    Reads only the file's tail, so opening a large finished file for appending costs no memory.
+    """
+    if not path.exists():
+        return
+    size = path.stat().st_size
+    if size == 0:
         return
     with path.open("rb+") as fh:
-        data = fh.read()
-        end = len(data)
-        if data.endswith(b"\n"):
-            last_start = data.rfind(b"\n", 0, end - 1) + 1
+        window = 1 << 16
+        while True:
+            start = max(0, size - window)
+            fh.seek(start)
+            tail = fh.read()
+            body = tail[:-1] if tail.endswith(b"\n") else tail
+            cut = body.rfind(b"\n")
+            if cut >= 0 or start == 0:
+                break
+            window *= 4  # the last line is longer than the window: look further back
+        last_start = start + cut + 1
+        if tail.endswith(b"\n"):
             try:
-                json.loads(data[last_start:end])
+                json.loads(tail[last_start - start :])
                 return
             except ValueError:
-                keep = last_start
-        else:
-            keep = data.rfind(b"\n") + 1
-        fh.truncate(keep)
+                pass
+        fh.truncate(last_start)
+
+
+def stage_files(path: Path) -> list[Path]:
+    """The row files of a stage: a file itself, or a stage folder's data.jsonl plus every shard-*/data.jsonl."""
+    if not path.is_dir():
+        return [path]
+    found = [path / "data.jsonl"] if (path / "data.jsonl").exists() else []
+    return found + sorted(path.glob("shard-*/data.jsonl"))
 
 
 def ids(path: str | Path) -> set[str]:

@@ -15,7 +15,7 @@ from typing import Any
 from herd.config import Config
 from herd.errors import UserError
 from herd.prompts import prompt_path, read_prompt
-from herd.records import in_shard, iter_rows, parse_shard, stable_id
+from herd.records import in_shard, numbered_rows, parse_shard, stable_id, stage_files
 from herd.rundir import StageDir, journal_path, run_path
 from herd.teacher import Request, Result, open_engine
 
@@ -25,7 +25,7 @@ STAGE = "responses"
 def run(cfg: Config) -> Path:
     """Answer every instruction; returns the stage folder."""
     rc = cfg.responses
-    source = Path(rc.input) if rc.input else run_path(cfg) / "instructions" / "data.jsonl"
+    source = Path(rc.input) if rc.input else run_path(cfg) / "instructions"
     shard = parse_shard(cfg.run.shard)
     rows = [r for r in load_instructions(source, rc.source) if in_shard(r["id"], shard)]
     system = read_prompt(rc.system_prompt).strip() if rc.system_prompt else None
@@ -62,23 +62,28 @@ def run(cfg: Config) -> Path:
 
 
 def load_instructions(path: Path, default_source: str) -> list[dict[str, Any]]:
-    """Every row with an instruction; ids made from the text where a file has none. Bad rows stop the stage."""
-    if not path.exists():
-        raise UserError(f"{path}: instruction file not found (run `herd instructions` first, or set responses.input)")
+    """Every row with an instruction; ids made from the text where a file has none. Bad rows stop the stage.
+
+    `path` is a file or a stage folder (its data.jsonl and the data.jsonl of every shard-i-of-n/ in it).
+    """
+    files = [f for f in stage_files(path) if f.exists()]
+    if not files:
+        raise UserError(f"{path}: no instruction file (run `herd instructions` first, or set responses.input)")
     rows: list[dict[str, Any]] = []
-    seen: dict[str, int] = {}
-    for number, row in enumerate(iter_rows(path, required=["instruction"]), start=1):
-        text = row["instruction"]
-        if not isinstance(text, str) or not text.strip():
-            raise UserError(f"{path}:{number}: field 'instruction' must be a non-empty string")
-        if row.get("input"):
-            text = f"{text}\n{row['input']}"  # inputs are inlined, as in LaMini's released rows
-        row_id = str(row.get("id") or stable_id(text))
-        if row_id in seen:
-            raise UserError(f"{path}:{number}: duplicate id {row_id!r} (first on row {seen[row_id]})")
-        seen[row_id] = number
-        source = row.get("instruction_source") or default_source
-        rows.append({**row, "id": row_id, "instruction": text, "instruction_source": source})
+    seen: dict[str, str] = {}
+    for file in files:
+        for number, row in numbered_rows(file, required=["instruction"]):
+            text = row["instruction"]
+            if not isinstance(text, str) or not text.strip():
+                raise UserError(f"{file}:{number}: field 'instruction' must be a non-empty string")
+            if row.get("input"):
+                text = f"{text}\n{row['input']}"  # inputs are inlined, as in LaMini's released rows
+            row_id = str(row.get("id") or stable_id(text))
+            if row_id in seen:
+                raise UserError(f"{file}:{number}: duplicate id {row_id!r} (first at {seen[row_id]})")
+            seen[row_id] = f"{file}:{number}"
+            source = row.get("instruction_source") or default_source
+            rows.append({**row, "id": row_id, "instruction": text, "instruction_source": source})
     return rows
 
 
