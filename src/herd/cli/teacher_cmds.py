@@ -83,3 +83,16 @@ def config_cmd(
             say(f"{key} ({tp}, default {default}): {doc}")
         return
     say(to_toml(load(config, set_)).rstrip())
+
+
+@app.command(
+    "mock-teacher",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []},
+    add_help_option=False,
+)
+def mock_teacher(ctx: typer.Context) -> None:
+    """An OpenAI-compatible mock teacher on 127.0.0.1 with injected faults, for trying configs and CI
+    (options: --port, --latency, --concurrency, --rpm, --faults 429=0.1,500=0.05,...; --help for all)."""
+    from herd.teacher.mockserver import main as serve_mock
+
+    serve_mock(list(ctx.args))

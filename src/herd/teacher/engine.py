@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +60,11 @@ class Engine:
         """Answer every request; `on_result` sees each exactly once, cached ones first."""
         model = self.model_id
         cached = self.journal.lookup(model, requests) if self.journal else {}
-        todo = [r for r in requests if r.key(model) not in cached]
+        # Requests with the same key (the same text under two row ids) make one call, and each gets its answer.
+        by_key: dict[str, list[Request]] = {}
+        for r in requests:
+            by_key.setdefault(r.key(model), []).append(r)
+        todo = [same[0] for key, same in by_key.items() if key not in cached]
         with Progress(label or self.stage or "teacher", total=len(requests), quiet=self.quiet,
                       enabled=progress) as bar:
 
@@ -74,9 +78,14 @@ class Engine:
                 bar.advance(tokens=result.completion_tokens, cost=0.0 if result.cached else result.cost,
                             error=not result.ok)
                 on_result(result)
+                for twin in by_key[result.key][1:]:
+                    copy = replace(result, request=twin, cached=True)
+                    self._count(copy)
+                    bar.advance(error=not result.ok)
+                    on_result(copy)
 
-            for result in cached.values():
-                emit(result)
+            for key, result in cached.items():
+                emit(replace(result, request=by_key[key][0]))
             if todo:
                 self.backend.run(todo, emit)
         return self.usage

