@@ -123,3 +123,31 @@ def test_cli_answers_bad_model_spec_exit_2(tmp_path):
                           "--models", "./no/such/dir"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 2
     assert "no such checkpoint folder" in out.stderr
+
+
+def test_students_are_finished_checkpoints_only(tmp_path):
+    from herd.rate.models import resolve
+
+    train = tmp_path / "runs" / "j" / "train"
+    for folder in ("tiny-a", "tiny-a/checkpoint-4", "tiny-b.partial/final", "tiny-b.partial/checkpoint-2", "tiny-c"):
+        (train / folder).mkdir(parents=True)
+        (train / folder / "herd.json").write_text("{}")
+    found = resolve(cfg_for(tmp_path), ["students"])
+    assert [(m.name, m.kind, m.target) for m in found] == [
+        ("tiny-a", "student", str(train / "tiny-a")), ("tiny-c", "student", str(train / "tiny-c"))]
+
+
+def test_judging_another_table_in_the_same_run_is_refused(tmp_path):
+    from herd.rate import answers, judge
+
+    answers.run(cfg_for(tmp_path, "answers.models=['teacher']", "answers.limit=2"))
+    out = judge.run(cfg_for(tmp_path))
+    other = tmp_path / "other.jsonl"
+    other.write_text(json.dumps({"id": "x::m", "instruction_id": "x", "instruction": "Say hi.", "model": "m",
+                                 "answer": "hi"}) + "\n")
+    before = (out / "data.jsonl").read_text()
+    with pytest.raises(UserError, match=r"judge: already holds the grades of .*answers/data.jsonl; grade .*other"):
+        judge.run(cfg_for(tmp_path, f"judge.answers={str(other)!r}"))
+    assert (out / "data.jsonl").read_text() == before
+    # the same table again, named by its path, is fine
+    judge.run(cfg_for(tmp_path, f"judge.answers={str(tmp_path / 'runs' / 'j' / 'answers' / 'data.jsonl')!r}"))

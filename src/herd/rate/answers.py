@@ -15,7 +15,7 @@ from herd.config import Config
 from herd.errors import UserError
 from herd.prompts import read_prompt
 from herd.rate import evalset
-from herd.rate.models import ModelSpec, answer_with, resolve
+from herd.rate.models import ModelSpec, answer_with, resolve, sampling
 from herd.records import write_rows
 from herd.rundir import StageDir, run_path
 
@@ -45,11 +45,8 @@ def run(cfg: Config) -> Path:
 
 
 def ask_model(cfg: Config, stage: StageDir, model: ModelSpec, todo: list[dict[str, str]]) -> None:
-    ac = cfg.answers
     system = read_prompt(cfg.responses.system_prompt).strip() if cfg.responses.system_prompt else None
-    student = {"max_new_tokens": ac.max_new_tokens, "temperature": ac.temperature,
-               "repetition_penalty": ac.repetition_penalty}
-    teacher = {"max_tokens": ac.teacher_max_tokens, "temperature": 0.0}
+    teacher, student = sampling(cfg)
     answers = answer_with(cfg, model, [r["instruction"] for r in todo], teacher, student, STAGE, system)
     for row, (text, finish, ok) in zip(todo, answers, strict=True):
         out = {"id": f"{row['id']}::{model.name}", "instruction_id": row["id"], "instruction": row["instruction"],

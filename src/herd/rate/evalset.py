@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from herd.errors import UserError
-from herd.records import iter_rows
+from herd.records import numbered_rows
 
 # What marks an NLP-benchmark-style task rather than a user's request.
 NLP_STYLE = re.compile(
@@ -33,10 +33,10 @@ def load(path: str | Path | None) -> list[dict[str, Any]]:
     source = Path(path) if path else default_path()
     rows: list[dict[str, Any]] = []
     seen: set[str] = set()
-    for number, row in enumerate(iter_rows(source, required=["instruction"]), start=1):
-        row_id = str(row.get("id", f"{source.stem}_{number}"))
+    for index, (line, row) in enumerate(numbered_rows(source, required=["instruction"]), start=1):
+        row_id = str(row.get("id", f"{source.stem}_{index}"))
         if row_id in seen:
-            raise UserError(f"{source}:{number}: duplicate id {row_id!r}")
+            raise UserError(f"{source}:{line}: duplicate id {row_id!r}")
         seen.add(row_id)
         text = str(row["instruction"]).strip()
         extra = row.get("input") or _first_input(row)

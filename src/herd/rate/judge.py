@@ -11,6 +11,7 @@ then recorded as unparsed (`rating: null`), never guessed. Every call goes throu
 
 from __future__ import annotations
 
+import json
 import re
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import Any
 from herd.config import Config
 from herd.errors import UserError
 from herd.prompts import prompt_path, read_prompt
-from herd.records import iter_rows
+from herd.records import iter_rows, numbered_rows
 from herd.rundir import StageDir, journal_path, run_path
 from herd.teacher import Request, Result, open_engine
 
@@ -47,7 +48,7 @@ def load_answers(path: Path) -> list[dict[str, Any]]:
         raise UserError(f"{path}: answers table not found (run `herd answers` first, or set judge.answers)")
     rows: list[dict[str, Any]] = []
     seen: set[str] = set()
-    for number, row in enumerate(iter_rows(path, required=["id", "instruction", "model", "answer"]), start=1):
+    for number, row in numbered_rows(path, required=["id", "instruction", "model", "answer"]):
         if str(row["id"]) in seen:
             raise UserError(f"{path}:{number}: duplicate id {row['id']!r}")
         seen.add(str(row["id"]))
@@ -63,6 +64,7 @@ def run(cfg: Config) -> Path:
     rows = load_answers(source)
     human = load_human(Path(jc.human), {str(r["id"]) for r in rows}) if jc.human else {}
     rubric = read_prompt(jc.rubric)
+    check_same_table(run_path(cfg) / STAGE, source)
     engine = open_engine(cfg.teacher if jc.same_as_teacher else jc.teacher, journal_path(cfg), stage=STAGE,
                          quiet=cfg.run.quiet)
     stage = StageDir(run_path(cfg) / STAGE, STAGE)
@@ -76,6 +78,17 @@ def run(cfg: Config) -> Path:
     stage.checkpoint()
     summary = summarise(stage.path, human)
     return stage.finish(cfg, {"answers": str(source), "judge": engine.model_id, **summary}, engine.usage.as_dict())
+
+
+def check_same_table(folder: Path, source: Path) -> None:
+    """One judge folder grades one answers table: another table's grades would mix into its counts and kappa."""
+    manifest = folder / "manifest.json"
+    if not manifest.is_file():
+        return
+    before = json.loads(manifest.read_text(encoding="utf-8")).get("answers")
+    if before and Path(before).resolve() != source.resolve():
+        raise UserError(f"{folder}: already holds the grades of {before}; grade {source} in another run "
+                        "(--set run.name=...)")
 
 
 def grade_all(stage: StageDir, engine: Any, rubric: str, todo: dict[str, dict[str, Any]], retries: int,
@@ -111,7 +124,7 @@ def grade_all(stage: StageDir, engine: Any, rubric: str, todo: dict[str, dict[st
 def load_human(path: Path, known: set[str]) -> dict[str, str]:
     """Majority human grade per answer id from a rate-app export; unknown ids are a UserError."""
     votes: dict[str, Counter[str]] = defaultdict(Counter)
-    for number, row in enumerate(iter_rows(path, required=["id", "rating"]), start=1):
+    for number, row in numbered_rows(path, required=["id", "rating"]):
         if str(row["id"]) not in known:
             raise UserError(f"{path}:{number}: unknown answer id {row['id']!r}")
         if str(row["rating"]) not in GRADES:
@@ -148,13 +161,16 @@ def summarise(folder: Path, human: dict[str, str]) -> dict[str, Any]:
 
 
 def draw_chart(folder: Path, counts: dict[str, Counter[str]], human_rows: list[dict[str, Any]]) -> None:
-    """The paper's stacked A-D bars: the judge's grades, people's where there are any, and the paper's counts."""
-    from herd.rate.figures import count_ratings, paper_counts, plot_bars
+    """The paper's stacked A-D bars: the judge's grades beside people's (ratings.png), and this run's models among
+    the paper's 22 as shares in one panel (ratings_vs_paper.png)."""
+    from herd.rate.figures import count_ratings, plot_among_paper, plot_bars
 
     judged = {model: {g: c.get(g, 0) for g in GRADES} for model, c in counts.items()}
     panels = [("LLM judge (this run)", judged)]
+    sources = [("judge", judged)]
     if human_rows:
-        panels.insert(0, ("people (this run)", count_ratings(human_rows)))
+        people = count_ratings(human_rows)
+        panels.insert(0, ("people (this run, majority grade)", people))
+        sources.insert(0, ("people", people))
     plot_bars(panels, folder / "ratings.png", share_order=True)
-    plot_bars([*panels, ("people (LaMini paper)", paper_counts())], folder / "ratings_vs_paper.png",
-              share_order=False)
+    plot_among_paper(sources, folder / "ratings_vs_paper.png")

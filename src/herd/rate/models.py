@@ -53,11 +53,22 @@ def resolve(cfg: Config, specs: Sequence[str]) -> list[ModelSpec]:
 
 
 def trained_students(cfg: Config) -> list[Path]:
-    """Checkpoints (folders with herd.json) that this run's train stage wrote."""
+    """Checkpoints (folders with herd.json) that this run's train stage finished: not its intermediate checkpoints,
+    nor a `<name>.partial/` folder that a killed training left behind."""
     root = run_path(cfg) / "train"
     if not root.exists():
         return []
-    return sorted(p.parent for p in root.glob("**/herd.json") if "checkpoint-" not in str(p.parent))
+    found = (p.parent.relative_to(root) for p in root.glob("**/herd.json"))
+    return sorted(root / p for p in found
+                  if not any(part.startswith("checkpoint-") or part.endswith(".partial") for part in p.parts))
+
+
+def sampling(cfg: Config) -> tuple[dict[str, float | int], dict[str, float | int]]:
+    """(teacher and endpoint parameters, student parameters) from `[answers]`: every evaluation asks alike."""
+    ac = cfg.answers
+    student = {"max_new_tokens": ac.max_new_tokens, "temperature": ac.temperature,
+               "repetition_penalty": ac.repetition_penalty}
+    return {"max_tokens": ac.teacher_max_tokens, "temperature": 0.0}, student
 
 
 def answer_with(

@@ -4,8 +4,10 @@ HALLUCINATED (it plays along and invents facts).
 
 Reads `[probe] questions` (JSONL with id, question, category; default herd's own 20 in the paper's four
 categories) and writes `probe/`: `answers.jsonl` (an answers table the rating app can load, so people can check the
-judge), `data.jsonl` (answer + `verdict`, `hallucinated`, `reason`), `summary.md` (counts per category beside the
-paper's), `hallucination.png`.
+judge: `herd rate-app create --answers <run>/probe/answers.jsonl --study ...`), `data.jsonl` (answer +
+`hallucinated`, `reason`, `parsed`), `rejects.jsonl` (`model_failed`, `judge_failed`), `summary.md` (counts per
+category beside the paper's), `hallucination.png`. Models answer with `[answers]`' sampling settings. Resumes: an
+answer already written is neither generated nor judged again, and answers.jsonl keeps the very answers judged.
 """
 
 from __future__ import annotations
@@ -19,14 +21,15 @@ from typing import Any
 from herd.config import Config
 from herd.errors import UserError
 from herd.prompts import prompt_path, read_prompt
-from herd.rate.models import answer_with, ask_teacher, resolve
-from herd.records import iter_rows, write_rows
+from herd.rate.models import ModelSpec, answer_with, ask_teacher, resolve, sampling
+from herd.records import iter_rows, numbered_rows, write_rows
 from herd.rundir import StageDir, run_path
 
 STAGE = "probe"
 CATEGORIES = ("did not happen", "far future", "nonsense", "obscure")
 _VERDICT = re.compile(r"(?i:verdict)\s*[:\-]?\s*\**\s*(REJECTED|HALLUCINATED)", re.I)
 _REASON = re.compile(r"(?i:reason)\s*[:\-]\s*(.+)")
+ANSWER_FIELDS = ("id", "instruction_id", "instruction", "category", "model", "kind", "answer")
 
 # Hallucinated answers out of 40 (10 per category), LaMini-LM paper (EACL 2024), section 6.
 PAPER: dict[str, tuple[int, int, int, int, int]] = {
@@ -54,7 +57,7 @@ def parse_verdict(reply: str) -> tuple[bool | None, str]:
 def load_questions(path: str) -> list[dict[str, Any]]:
     source = Path(path) if path else Path(str(resources.files("herd.assets").joinpath("hallucination_questions.jsonl")))
     rows = []
-    for number, row in enumerate(iter_rows(source, required=["id", "question", "category"]), start=1):
+    for number, row in numbered_rows(source, required=["id", "question", "category"]):
         if str(row["category"]) not in CATEGORIES:
             raise UserError(f"{source}:{number}: category must be one of {', '.join(CATEGORIES)}")
         rows.append({"id": str(row["id"]), "question": str(row["question"]), "category": str(row["category"])})
@@ -72,24 +75,49 @@ def run(cfg: Config) -> Path:
     prompt = read_prompt(pc.prompt)
     stage = StageDir(run_path(cfg) / STAGE, STAGE)
     stage.add_prompt("judge", prompt_path(pc.prompt))
+    answered = earlier_answers(stage.path)
     done = stage.done_ids()
-    answers_table: list[dict[str, Any]] = []
+    ids: list[str] = []
     for model in models:
-        texts = answer_with(cfg, model, [q["question"] for q in questions], {"max_tokens": 256, "temperature": 0.0},
-                            {"max_new_tokens": 128, "temperature": 0.0, "repetition_penalty": 1.2}, STAGE)
         rows = [{"id": f"{q['id']}::{model.name}", "instruction_id": q["id"], "instruction": q["question"],
-                 "category": q["category"], "model": model.name, "kind": model.kind, "answer": a[0]}
-                for q, a in zip(questions, texts, strict=True)]
-        answers_table += rows
+                 "category": q["category"], "model": model.name, "kind": model.kind} for q in questions]
+        ids += [r["id"] for r in rows]
         todo = [r for r in rows if r["id"] not in done]
-        judge_rows(cfg, stage, prompt, todo)
-    write_rows(stage.path / "answers.jsonl", answers_table)
+        if todo:
+            answered.update(ask_and_judge(cfg, stage, prompt, model, todo))
+    write_rows(stage.path / "answers.jsonl", [answered[i] for i in ids if i in answered])
     stage.checkpoint()
     counts = summarise(stage.path)
     return stage.finish(cfg, {"models": [m.name for m in models], "counts": counts})
 
 
+def earlier_answers(folder: Path) -> dict[str, dict[str, Any]]:
+    """Answers a previous run got (judged, or kept when only the judge failed), as answers-table rows."""
+    rows = list(iter_rows(folder / "data.jsonl")) if (folder / "data.jsonl").is_file() else []
+    if (folder / "rejects.jsonl").is_file():
+        rows += [r for r in iter_rows(folder / "rejects.jsonl") if str(r["reason"]).startswith("judge_failed")]
+    return {str(r["id"]): {k: r[k] for k in ANSWER_FIELDS if k in r} for r in rows}
+
+
+def ask_and_judge(cfg: Config, stage: StageDir, prompt: str, model: ModelSpec,
+                  todo: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """One model answers the questions it has not answered yet; the judge marks them. A failed answer is a reject."""
+    teacher, student = sampling(cfg)
+    texts = answer_with(cfg, model, [r["instruction"] for r in todo], teacher, student, STAGE)
+    answered: dict[str, dict[str, Any]] = {}
+    for row, (text, finish, ok) in zip(todo, texts, strict=True):
+        if ok:
+            answered[row["id"]] = {**row, "answer": text}
+        else:
+            stage.reject(row, f"model_failed: {finish}")
+    judge_rows(cfg, stage, prompt, list(answered.values()))
+    stage.checkpoint()
+    return answered
+
+
 def judge_rows(cfg: Config, stage: StageDir, prompt: str, rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        return
     jc = cfg.judge
     tc = cfg.teacher if jc.same_as_teacher else jc.teacher
     prompts = [prompt.format(question=r["instruction"], answer=r["answer"]) for r in rows]
