@@ -94,6 +94,67 @@ class InstructionsConfig:
     temperature: float = opt(1.0, "Sampling temperature for instruction generation.")
     top_p: float = opt(1.0, "Nucleus sampling for instruction generation.")
     max_tokens: int = opt(1024, "Longest teacher answer per call, in tokens.")
+    seeds_split: str = opt("train", "Split to read when `seeds` is a Hugging Face dataset id.")
+    seeds_subset: str = opt("", "Configuration (subset) name when `seeds` is a Hugging Face dataset id.")
+    id_field: str = opt("id", "Seed field with the seed's id (rows without it get an id from their text).")
+    instruction_field: str = opt("", "Seed field with the instruction ('' = `instruction`, else `inputs`).")
+    input_field: str = opt("", "Seed field with the input ('' = `input`, else `instances.0.input`; dots index).")
+    group_field: str = opt("", "Seed field naming a subset (P3/FLAN task): each call's examples share one value.")
+    input_format: str = opt(
+        '{stem}: "{input}"', "How a seed with an input is shown: {instruction}, {stem} (no final . or :), {input}."
+    )
+    examples_per_call: int = opt(3, "Seed examples shown per call (the paper: 3).")
+    topics_per_call: int = opt(3, "Topics named per topic-guided call (the paper: 3).")
+    topics: str = opt("", "Topic list, one per line ('' = herd's own list of common topics).")
+    propose_topics: int = opt(0, "Ask the teacher for this many more topics before generating (0 = none).")
+    example_prompt: str = opt("example_guided.txt", "Example-guided prompt: a shipped prompt name or a path.")
+    topic_prompt: str = opt("topic_guided.txt", "Topic-guided prompt: a shipped prompt name or a path.")
+    propose_prompt: str = opt("propose_topics.txt", "Prompt that asks the teacher for more topics.")
+    min_words: int = opt(3, "Generated instructions with fewer words are rejected (too_short).")
+    max_words: int = opt(0, "Generated instructions with more words are rejected (0 = 150 self_instruct, 400 p3/flan).")
+    banned_words: list[str] = opt(
+        ["image", "images", "picture", "pictures", "photo", "photos", "photograph", "diagram", "screenshot", "video",
+         "videos", "audio", "recording", "attached", "attachment", "file", "files", "pdf", "spreadsheet",
+         "flowchart", "draw"],
+        "Words that mean the instruction needs something the model cannot see (mentions_image_or_file).",
+    )
+    source: str = opt("", "instruction_source label for every row ('' = from style and mode, the paper's labels).")
+
+
+@dataclass(frozen=True)
+class MixConfig:
+    inputs: list[str] = opt(
+        [], "Stage outputs to mix: JSONL files or stage folders (data.jsonl and shard-*/) ([] = this run's responses)."
+    )
+    preset: Literal["", "lamini"] = opt("", "Target shares: lamini = the paper's Table 1 (seven sources); '' = none.")
+    total: int = opt(0, "Rows in the mix with proportions or a preset (0 = the largest mix the inputs allow).")
+    counts: dict[str, int] = opt({}, "Target rows per instruction_source (used instead of proportions and preset).")
+    proportions: dict[str, float] = opt({}, "Target share per instruction_source (normalised to sum to 1).")
+    short: Literal["shrink", "take_all", "error"] = opt(
+        "shrink", "A source with fewer rows than its target: shrink all targets alike, take all its rows, or stop."
+    )
+    missing: Literal["skip", "error"] = opt("skip", "A targeted source with no rows at all: leave it out, or stop.")
+    shuffle: bool = opt(True, "Shuffle the mixed rows (seeded by run.seed); false keeps the input order.")
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    input: str = opt("", "Rows to export ('' = the newest of this run's dedup, mix and responses outputs).")
+    out: str = opt("", "Output folder ('' = <run>/export); replaced as a whole when the export is done.")
+    formats: list[str] = opt(["parquet", "jsonl"], "Shard formats: parquet (data/) and jsonl (jsonl/).")
+    rows_per_shard: int = opt(500_000, "Rows per shard file.")
+    columns: list[str] = opt(
+        ["id", "instruction", "response", "instruction_source"],
+        "Columns to export ([] = every field); a listed column that no row has is left out.",
+    )
+    split: str = opt("train", "Split name used in file names and in the card's configs.")
+    pretty_name: str = opt("", "Dataset name in the card ('' = the run name).")
+    license: str = opt("other", "Licence id for the card (a Hub licence id such as cc-by-nc-4.0 or apache-2.0).")
+    license_note: str = opt(
+        "Responses were written by the teacher model named in this card; check its terms of use before sharing.",
+        "Licence remarks printed in the card.",
+    )
+    language: list[str] = opt(["en"], "Language codes for the card.")
 
 
 @dataclass(frozen=True)
@@ -106,6 +167,45 @@ class ResponsesConfig:
     temperature: float = opt(1.0, "Sampling temperature (the paper used the API defaults).")
     top_p: float = opt(1.0, "Nucleus sampling.")
     max_tokens: int = opt(512, "Longest answer in tokens; longer ones are flagged truncated.")
+
+
+@dataclass(frozen=True)
+class DedupConfig:
+    input: str = opt("", "Rows to filter ('' = this run's mix/data.jsonl if it exists, else responses/data.jsonl).")
+    key: Literal["instruction", "pair"] = opt("instruction", "Text compared: the instruction, or instruction+response.")
+    exact: bool = opt(True, "Drop exact duplicates after normalisation (case, whitespace and punctuation ignored).")
+    near: bool = opt(True, "Drop near-duplicates: Jaccard of word-shingle sets >= threshold, found by MinHash LSH.")
+    threshold: float = opt(0.7, "Jaccard similarity at or above which a row is a near-duplicate of a kept row.")
+    num_perm: int = opt(128, "MinHash permutations (more: fewer missed candidates, more time and memory).")
+    shingle_size: int = opt(2, "Words per shingle (2 suits instructions of ~15 words; 3-5 for long texts).")
+    rouge_l: float = opt(0.0, "Drop rows whose ROUGE-L F1 with a kept row exceeds this (self-instruct: 0.7; 0 = off).")
+    rouge_max_rows: int = opt(50_000, "Refuse the ROUGE-L filter above this many rows: it compares all pairs.")
+    instructions_only: bool = opt(False, "Rows need no response (dedup instructions before answering them).")
+    instruction_min_words: int = opt(3, "Drop instructions with fewer words (self-instruct: 3).")
+    instruction_max_words: int = opt(0, "Drop instructions with more words (0 = no limit; self-instruct: 150).")
+    response_min_words: int = opt(1, "Drop responses with fewer words (an empty one is always dropped).")
+    response_max_words: int = opt(0, "Drop responses with more words (0 = no limit).")
+    drop_truncated: bool = opt(False, "Drop answers cut off at the token limit (truncated or finish_reason length).")
+    refusal_patterns: list[str] = opt(
+        [r"^(i'?m|i am) (sorry|afraid|unable|not able)", r"^sorry\b", r"^i apologi[sz]e",
+         r"^as an? (ai|artificial intelligence|language model)\b",
+         r"^(unfortunately,? )?i (cannot|can ?not|can't|won't|will not|am unable|do not have the ability)\b"],
+        "Regexes (case-insensitive) searched in an answer's first 200 characters: a match is a refusal ([] = off).",
+    )
+
+
+@dataclass(frozen=True)
+class StatsConfig:
+    input: str = opt("", "Rows to describe ('' = this run's dedup/, else mix/, else responses/ data.jsonl).")
+    tokenizer: str = opt("words", "Token counter for lengths: 'words' (regex words and punctuation) or a HF tokenizer.")
+    mattr_window: int = opt(50, "MATTR window in words (the paper: 50; reported x100).")
+    top_verbs: int = opt(20, "Leading verbs to list and plot.")
+    embedder: str = opt(
+        "auto", "Map embeddings: auto (a local sentence model if installed, else tfidf), tfidf, or a "
+        "sentence-transformers model id or folder.",
+    )
+    projection: Literal["tsne", "pca"] = opt("tsne", "2-D projection of the embeddings (the paper: t-SNE).")
+    map_points: int = opt(3000, "At most this many instructions in the map, shared evenly among sources.")
 
 
 @dataclass(frozen=True)
@@ -145,6 +245,149 @@ class ServeConfig:
 
 
 @dataclass(frozen=True)
+class AnswersConfig:
+    models: list[str] = opt(
+        ["teacher", "students"],
+        "Models that answer: 'teacher' (the run's teacher), 'students' (every checkpoint this run trained), a "
+        "checkpoint folder or Hub id, or 'endpoint:NAME@BASE_URL' (any OpenAI-compatible server).",
+    )
+    instructions: str = opt(
+        "", "Evaluation instructions (JSONL with instruction, optional instances[0].input / input, motivation_app; "
+        "'' = herd's own user-oriented set). Never train on this file."
+    )
+    per_app: int = opt(2, "At most this many instructions per app (motivation_app), the paper's rule (0 = no limit).")
+    drop_nlp: bool = opt(True, "Drop NLP-style tasks (NLI, sentiment, summarisation), the paper's rule.")
+    limit: int = opt(114, "Instructions to keep after the rules (the paper kept 114; 0 = all).")
+    max_new_tokens: int = opt(256, "Longest student answer in tokens.")
+    temperature: float = opt(0.0, "Student sampling temperature (0 = greedy).")
+    repetition_penalty: float = opt(1.2, "Student repetition penalty (small models loop without one).")
+    teacher_max_tokens: int = opt(512, "Longest teacher or endpoint answer in tokens.")
+
+
+@dataclass(frozen=True)
+class JudgeConfig:
+    answers: str = opt("", "Answers table to grade ('' = this run's answers/data.jsonl).")
+    same_as_teacher: bool = opt(True, "Judge with the run's [teacher]; false = use [judge.teacher].")
+    teacher: TeacherConfig = sub(TeacherConfig, "The judge's own teacher when judge.same_as_teacher = false.")
+    rubric: str = opt("judge_rubric.txt", "Rubric prompt: a shipped prompt name or a path.")
+    retries: int = opt(2, "Re-asks (new samples) when a reply has no A-D grade; then recorded as unparsed.")
+    max_tokens: int = opt(96, "Longest judge reply in tokens.")
+    temperature: float = opt(0.0, "Judge sampling temperature for the first ask (re-asks use 0.7).")
+    human: str = opt("", "Human ratings export (CSV/JSONL from herd rate-app) for Cohen's kappa ('' = none).")
+
+
+@dataclass(frozen=True)
+class ProbeConfig:
+    questions: str = opt("", "Hallucination questions: JSONL with id, question, category ('' = herd's own 20).")
+    models: list[str] = opt(["teacher", "students"], "Models to probe, as in answers.models.")
+    prompt: str = opt("hallucination_judge.txt", "Prompt with which the judge marks an answer.")
+
+
+@dataclass(frozen=True)
+class RateAppConfig:
+    answers: str = opt("", "Answers table a new study rates ('' = this run's answers/data.jsonl).")
+    study: str = opt("", "Study folder, holding study.sqlite ('' = <run.dir>/<run.name>/rate-app).")
+    name: str = opt("", "Study title on the admin page and to raters ('' = the run name).")
+    per_item: int = opt(2, "People who rate each answer (2 or more gives agreement statistics).")
+    per_rater: int = opt(0, "Answers per rater; a multiple of the number of models gives whole instructions (0 = "
+                         "from `raters`).")
+    raters: int = opt(2, "Number of raters when per_rater is 0.")
+    rater_names: list[str] = opt([], "Rater names, in order; also sets the number of raters ([] = rater-01, ...).")
+    allow_incomplete: bool = opt(False, "Accept an answers table where some model lacks some instruction's answer.")
+    host: str = opt("127.0.0.1", "Address the app listens on (put a TLS proxy in front for raters elsewhere).")
+    port: int = opt(8765, "Port the app listens on.")
+    url: str = opt("", "Base URL printed in the links ('' = http://<host>:<port>).")
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    models: list[str] = opt([], "Models to score: herd checkpoints, any Hugging Face model folder or Hub id.")
+    suite: str = opt("lamini15", "Task suite: lamini15 (the paper's 15 tasks) or a suite TOML file ([metrics]).")
+    tasks: list[str] = opt([], "Tasks instead of the suite: lm-eval task names, task YAML files or folders of them.")
+    include_path: list[str] = opt([], "Extra folders of lm-eval task YAMLs whose task names `tasks` may use.")
+    limit: float = opt(0.0, "Documents per task (0 = all; below 1 = a fraction): a smoke test, not the protocol.")
+    wrapper: Literal["auto", "on", "off"] = opt(
+        "auto", "Wrap each request's context in the instruction wrapper: auto = herd's decoder-only students only."
+    )
+    num_fewshot: int = opt(0, "Few-shot examples per request (the paper: 0, zero-shot).")
+    batch_size: str = opt("auto", "lm-eval batch size: auto (largest that fits) or a number.")
+    max_batch_size: int = opt(64, "Largest batch size that batch_size = auto tries.")
+    bootstrap_iters: int = opt(100000, "Bootstrap resamples for the stderr of non-mean metrics (lm-eval's default).")
+    device: str = opt("auto", "torch device: auto (cuda, mps, else cpu), cpu, cuda, cuda:1.")
+    dtype: str = opt("auto", "Model dtype passed to lm-eval: auto, float32, bfloat16, float16.")
+    out: str = opt("", "Output folder ('' = <run.dir>/<run.name>/bench).")
+    cache_dir: str = opt("", "Score cache per (model hash, task, harness version) ('' = ~/.cache/herd/bench).")
+    figures: bool = opt(True, "Draw per_task.png and size_vs_score.png beside the table.")
+
+
+@dataclass(frozen=True)
+class StudentConfig:
+    base: str = opt("", "Base model: Hub id, local folder, .gguf file or 'embedded'; a model type (t5, gpt2, llama) "
+                        "with init = 'scratch'.")
+    name: str = opt("", "Output folder under the train directory ('' = lamini-<last part of base>).")
+    init: str = opt("pretrained", "pretrained (the base's weights); teacher-layers:N (a smaller decoder from N evenly "
+                                  "spaced layers of the base, plus its embeddings and head); scratch (random weights).")
+    tokenizer: str = opt("", "Tokenizer source ('' = the base's): Hub id, folder, .gguf file or 'embedded'.")
+    config_overrides: dict[str, Any] = opt({}, "Model config keys to change first, e.g. {d_model = 64, num_layers = 2} "
+                                               "with init = 'scratch'.")
+    epochs: float = opt(0.0, "Epochs for this student (0 = train.epochs; the paper gave GPT-J and LLaMA 2.5).")
+    lr: float = opt(0.0, "Learning rate for this student (0 = train.lr_seq2seq or train.lr_causal by family).")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    student: str = opt("", "One student's base model: shorthand for a single [[train.students]] table.")
+    students: list[StudentConfig] = opt([], "Students to train in order, one [[train.students]] table each.")
+    data: str = opt("", "Training pairs: JSONL/CSV/Parquet file, stage or saved-datasets folder, or Hub dataset id "
+                        "('' = this run's dedup/data.jsonl, else responses/data.jsonl).")
+    data_split: str = opt("train", "Split to read when `data` is a Hub dataset id.")
+    instruction_column: str = opt("instruction", "Column with the instruction (inputs already inlined).")
+    response_column: str = opt("response", "Column with the teacher's response.")
+    output: str = opt("", "Folder for the students ('' = <run>/train); each goes to <output>/<name>/.")
+    wrapper: str = opt("decoder_wrapper.txt", "Decoder-only instruction wrapper: shipped prompt name or a path with "
+                                              "{instruction} ('' = the model's chat template, else the bare text).")
+    response_prefix: str = opt(" ", "Text between the wrapper and the response (open in the paper).")
+    mask_prompt: bool = opt(True, "Decoder-only loss on response tokens only (open in the paper; Alpaca masks).")
+    max_length: int = opt(512, "Longest training sequence in tokens (open in the paper; Alpaca's 512).")
+    epochs: float = opt(5.0, "Epochs (the paper: 5).")
+    batch_size: int = opt(1024, "Effective batch in examples, over devices and gradient accumulation (paper: 1024).")
+    micro_batch_size: int = opt(8, "Examples per device per forward pass; gradient accumulation makes up batch_size.")
+    lr_seq2seq: float = opt(5e-4, "Learning rate of encoder-decoder students (the paper: 5e-4).")
+    lr_causal: float = opt(2e-5, "Learning rate of decoder-only students (the paper: 2e-5).")
+    scheduler: str = opt("cosine", "Learning-rate schedule: a transformers lr_scheduler_type (open; Alpaca's cosine).")
+    warmup_ratio: float = opt(0.03, "Share of steps spent warming up, 0 <= x < 1 (open; Alpaca's 3%).")
+    weight_decay: float = opt(0.0, "AdamW weight decay (open; Alpaca's 0).")
+    max_grad_norm: float = opt(1.0, "Gradient clipping norm (open; the transformers default).")
+    max_steps: int = opt(0, "Stop after this many optimizer steps (0 = all epochs): for smoke runs.")
+    packing: Literal["auto", "on", "off"] = opt(
+        "auto", "Pack decoder-only batches into one row with restarting position ids (no attention across examples): "
+                "auto = under flash-attention (else length-grouped batches are faster); on = whenever herd's "
+                "exactness check passes, stopping if it does not.")
+    group_by_length: bool = opt(True, "Batch examples of similar length (less padding) when not packing.")
+    precision: Literal["auto", "bf16", "fp16", "fp32"] = opt("auto", "Mixed precision: auto = bf16 on a GPU that has "
+                                                                     "it, fp32 on CPU.")
+    gradient_checkpointing: Literal["auto", "on", "off"] = opt("auto", "Recompute activations to save memory: auto = "
+                                                                       "on with a GPU.")
+    attn_implementation: str = opt("auto", "Attention kernel: auto (flash_attention_2 when installed on a GPU, else "
+                                           "sdpa), sdpa, eager, flash_attention_2.")
+    compile: bool = opt(False, "torch.compile the model.")
+    lora: bool = opt(False, "Train LoRA adapters (peft) and save them merged into full weights.")
+    qlora: bool = opt(False, "LoRA on a 4-bit base (bitsandbytes, CUDA only).")
+    lora_r: int = opt(16, "LoRA rank.")
+    lora_alpha: int = opt(32, "LoRA alpha.")
+    lora_dropout: float = opt(0.05, "LoRA dropout.")
+    lora_targets: list[str] = opt(["all-linear"], "Modules that get adapters (peft target_modules).")
+    eval_fraction: float = opt(0.0, "Share of pairs held out for eval loss (0 = none).")
+    eval_steps: int = opt(0, "Evaluate every N optimizer steps (0 = at each checkpoint).")
+    save_steps: int = opt(100, "Checkpoint every N optimizer steps: the resume point after a kill.")
+    save_total_limit: int = opt(2, "Checkpoints kept while training (all are removed when the student is done).")
+    logging_steps: int = opt(10, "Log loss, learning rate and tokens/s every N optimizer steps.")
+    report_to: list[str] = opt(["tensorboard"], "Trainer integrations that get metrics (tensorboard, wandb, ...).")
+    num_workers: int = opt(0, "DataLoader worker processes.")
+    overwrite: bool = opt(False, "Train again a student whose finished folder exists (else it is skipped).")
+
+
+@dataclass(frozen=True)
 class Config:
     """A whole run. Sections a stage does not use are ignored by it."""
 
@@ -152,8 +395,18 @@ class Config:
     teacher: TeacherConfig = sub(TeacherConfig, "The teacher model that writes instructions and answers.")
     instructions: InstructionsConfig = sub(InstructionsConfig, "herd instructions.")
     responses: ResponsesConfig = sub(ResponsesConfig, "herd responses.")
+    dedup: DedupConfig = sub(DedupConfig, "herd dedup: drop duplicates, near-duplicates, refusals and bad lengths.")
+    stats: StatsConfig = sub(StatsConfig, "herd stats: counts, lengths, MATTR, leading verbs and plots.")
+    answers: AnswersConfig = sub(AnswersConfig, "herd answers: every model answers the evaluation instructions.")
+    judge: JudgeConfig = sub(JudgeConfig, "herd judge: an LLM grades each answer A-D with the paper's rubric.")
+    probe: ProbeConfig = sub(ProbeConfig, "herd probe hallucination: trick questions, judged.")
+    mix: MixConfig = sub(MixConfig, "herd mix: one dataset from several stage outputs, by counts or shares per source.")
+    export: ExportConfig = sub(ExportConfig, "herd export: Parquet and JSONL shards plus a dataset card.")
     generate: GenerateConfig = sub(GenerateConfig, "herd generate: a model answers an instruction file.")
     serve: ServeConfig = sub(ServeConfig, "herd serve: the OpenAI-compatible server.")
+    train: TrainConfig = sub(TrainConfig, "herd train: fine-tune students on the pairs.")
+    bench: BenchConfig = sub(BenchConfig, "herd bench: lm-evaluation-harness scores beside the paper's.")
+    rate_app: RateAppConfig = sub(RateAppConfig, "herd rate-app: the web app in which people rate answers A-D.")
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -49,7 +49,7 @@ def say(message: str) -> None:
 
 
 # Command modules register themselves on `app` when imported; one line per group.
-from herd.cli import data_cmds, run_cmds, teacher_cmds  # noqa: E402,F401
+from herd.cli import data_cmds, eval_cmds, judge_cmds, rate_cmds, run_cmds, teacher_cmds, train_cmds, use_cmds  # noqa: E402,F401
 
 
 def main(argv: list[str] | None = None) -> None:

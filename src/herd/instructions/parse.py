@@ -1,0 +1,113 @@
+"""Reading the teacher's answer: `<example>…</example>` blocks into instructions, and the reason for each one dropped.
+
+Teachers, small ones most of all, break the format in a few recurring ways, and each is handled on purpose:
+numbering inside or before the tags ("1.", "Example 2:"), chatter between blocks (ignored), a missing closing tag
+(the block ends at the next opening tag or blank line), and no tags at all (a numbered or bulleted list is read
+instead). A piece that cannot be used is returned with its reason, so that it lands in rejects.jsonl.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+_NUMBERING = re.compile(
+    r"^(?:(?:example|instruction|task|question|prompt)\s*#?\d*\s*[:.)\-]\s*|#?\d{1,3}\s*[.):\-]\s+|[-*\u2022]\s+)",
+    re.I,
+)
+_LIST_ITEM = re.compile(r"^\s*(?:\d{1,3}\s*[.)]|example\s*\d+\s*:|[-*\u2022])\s+(?P<text>\S.*)$", re.I)
+_BLANK_LINE = re.compile(r"\n\s*\n")
+_QUOTES = {'"': '"', "\u201c": "\u201d", "'": "'"}
+
+
+@dataclass(frozen=True)
+class Piece:
+    text: str
+    reason: str = ""  # '' = kept
+
+    @property
+    def kept(self) -> bool:
+        return not self.reason
+
+
+def split_blocks(text: str, tag: str = "example") -> tuple[list[str], bool]:
+    """Raw pieces between `<tag>` and `</tag>`, in order, and whether the last one had no closing tag."""
+    opening = re.compile(rf"<\s*{tag}\s*>", re.I)
+    closing = re.compile(rf"<\s*/\s*{tag}\s*>", re.I)
+    starts = list(opening.finditer(text))
+    if not starts:
+        return [m.group("text") for line in text.splitlines() if (m := _LIST_ITEM.match(line))], False
+    pieces: list[str] = []
+    unclosed = False
+    for i, start in enumerate(starts):
+        end = starts[i + 1].start() if i + 1 < len(starts) else len(text)
+        segment = text[start.end():end]
+        close = closing.search(segment)
+        if close:
+            pieces.append(segment[: close.start()])
+            unclosed = False
+        else:
+            blank = _BLANK_LINE.search(segment)  # what follows a blank line is chatter, not the instruction
+            pieces.append(segment[: blank.start()] if blank else segment)
+            unclosed = True
+    return pieces, unclosed
+
+
+def clean(piece: str, tag: str = "example") -> str:
+    """Strip stray tags, numbering and labels, wrapping quotes and extra spaces; keeps line breaks inside."""
+    text = re.sub(rf"<\s*/?\s*{tag}\s*>", " ", piece, flags=re.I).strip()
+    for _ in range(3):  # "1. Example 2: ..." has two layers
+        stripped = _NUMBERING.sub("", text, count=1).strip()
+        if stripped == text:
+            break
+        text = stripped
+    if len(text) >= 2 and text[0] in _QUOTES and text[-1] == _QUOTES[text[0]]:
+        inner = text[1:-1]
+        if text[0] not in inner and text[-1] not in inner:  # one quoted whole, not a quote inside the instruction
+            text = inner.strip()
+    lines = (re.sub(r"[ \t]+", " ", line).strip() for line in text.splitlines())
+    return "\n".join(line for line in lines if line)
+
+
+def normalize(text: str) -> str:
+    """The form used to compare instructions: lower case, single spaces, no closing punctuation."""
+    return re.sub(r"\s+", " ", text.lower()).strip().rstrip(".?!:;").strip()
+
+
+def banned_pattern(words: Iterable[str]) -> re.Pattern[str] | None:
+    parts = [r"\s+".join(map(re.escape, w.split())) for w in words if w.strip()]
+    return re.compile(r"\b(?:" + "|".join(parts) + r")\b", re.I) if parts else None
+
+
+def judge(
+    text: str, *, seeds: set[str], words: tuple[int, int], banned: re.Pattern[str] | None, truncated: bool = False,
+) -> list[Piece]:
+    """Every piece of one answer with its verdict. `seeds` holds normalized seed instructions of the pool."""
+    raw, unclosed = split_blocks(text)
+    if not raw:
+        return [Piece(text.strip(), "unparseable")]
+    out: list[Piece] = []
+    seen: set[str] = set()
+    low, high = words
+    for i, piece in enumerate(raw):
+        cleaned = clean(piece)
+        key = normalize(cleaned)
+        count = len(cleaned.split())
+        if truncated and unclosed and i == len(raw) - 1:
+            reason = "truncated"
+        elif count < low:
+            reason = "too_short"
+        elif count > high:
+            reason = "too_long"
+        elif banned is not None and banned.search(cleaned):
+            reason = "mentions_image_or_file"
+        elif key in seeds:
+            reason = "copies_seed"
+        elif key in seen:
+            reason = "duplicate_in_call"
+        else:
+            reason = ""
+        seen.add(key)
+        out.append(Piece(cleaned, reason))
+    return out
