@@ -1,0 +1,269 @@
+"""Dynamic batching for one served model: requests that arrive close together run as one `generate` call.
+
+Each model has one `Batcher` and one worker thread (so two batches never fight over the same weights). Requests
+wait in a queue; when the worker is idle and a request arrives it waits for company (`wait_s`, longer while more
+keep arriving), then takes the oldest request and every other waiting request with the same sampling parameters, up
+to `max_batch` sequences, and runs them through the pluggable batch function (`generate_texts` in production).
+Requests that arrive while a batch runs form the next one. Streaming requests run alone, through the stream
+function. A sampled request with a seed also runs alone, so its answer does not depend on who else was in the batch.
+
+A full queue raises `Overloaded` (the server answers 503 with Retry-After). A request whose client went away before
+its turn is dropped without running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from herd.textgen import GenOutput, GenParams
+
+BatchFn = Callable[[list[str], GenParams], list[GenOutput]]
+StreamFn = Callable[[str, GenParams], Iterator[str]]
+_END = object()
+
+
+class Overloaded(Exception):
+    """The queue is full; try again after `retry_after` seconds."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"server busy: queue full, retry after {retry_after}s")
+        self.retry_after = retry_after
+
+
+@dataclass
+class _Job:
+    prompts: list[str]
+    params: GenParams
+    future: asyncio.Future[Any]
+    stream: asyncio.Queue[Any] | None = None  # streaming jobs push (choice index, piece) here
+    cancel: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def width(self) -> int:
+        return len(self.prompts) * max(1, self.params.num_return_sequences)
+
+    @property
+    def solo(self) -> bool:
+        return self.stream is not None or (self.params.temperature > 0 and self.params.seed is not None)
+
+
+@dataclass
+class Stats:
+    """What /health reports per model."""
+
+    requests: int = 0
+    batches: int = 0
+    sequences: int = 0
+    largest_batch: int = 0
+    rejected: int = 0
+    failed: int = 0
+    busy_s: float = 0.0
+
+    def as_dict(self, waiting: int) -> dict[str, Any]:
+        mean = self.sequences / self.batches if self.batches else 0.0
+        return {**self.__dict__, "waiting": waiting, "mean_batch": round(mean, 2), "busy_s": round(self.busy_s, 3)}
+
+
+class Batcher:
+    """Queue + worker for one model. `start()` inside the server's event loop; `close()` on shutdown."""
+
+    def __init__(
+        self, batch_fn: BatchFn, stream_fn: StreamFn | None = None, *, max_batch: int = 32, wait_s: float = 0.005,
+        max_queue: int = 256,
+    ) -> None:
+        self.batch_fn = batch_fn
+        self.stream_fn = stream_fn
+        self.max_batch = max(1, max_batch)
+        self.wait_s = wait_s
+        self.max_queue = max_queue
+        self.stats = Stats()
+        self._pending: deque[_Job] = deque()
+        self._wake: asyncio.Event | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="herd-model")
+
+    def start(self) -> None:
+        self._wake = asyncio.Event()
+        self._task = asyncio.get_running_loop().create_task(self._loop())
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        for job in self._pending:
+            job.cancel.set()
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    @property
+    def waiting(self) -> int:
+        return len(self._pending)
+
+    async def generate(self, prompts: list[str], params: GenParams) -> list[GenOutput]:
+        """Answer prompts (in order) as part of whatever batch the worker forms next."""
+        job = self._enqueue(prompts, params, stream=None)
+        try:
+            return await job.future
+        finally:
+            job.cancel.set()  # a client that went away cancels this await; the worker then skips the job
+
+    def stream(self, prompt: str, params: GenParams) -> _StreamHandle:
+        """Queue a streaming request now (so a full queue is known before any byte is sent); iterate the handle."""
+        job = self._enqueue([prompt], params, stream=asyncio.Queue())
+        return _StreamHandle(job)
+
+    def _enqueue(self, prompts: list[str], params: GenParams, stream: asyncio.Queue[Any] | None) -> _Job:
+        if len(self._pending) >= self.max_queue:
+            self.stats.rejected += 1
+            raise Overloaded(retry_after=1)
+        job = _Job(prompts, params, asyncio.get_running_loop().create_future(), stream)
+        self._pending.append(job)
+        self.stats.requests += 1
+        assert self._wake is not None, "Batcher.start() was not called"
+        self._wake.set()
+        return job
+
+    async def _loop(self) -> None:
+        assert self._wake is not None
+        while True:
+            if not self._pending:
+                self._wake.clear()
+                await self._wake.wait()
+                await self._gather()
+            group = self._take()
+            if group:
+                await self._run(group)
+
+    async def _gather(self) -> None:
+        """Idle until now: wait for company while requests keep arriving (each arrival buys another `wait_s`, up to
+        ten in all) and the batch has room. Clients that each send their next request as soon as their last answer
+        comes back arrive a few ms apart; one fixed short window would split them into small batches."""
+        if self.wait_s <= 0 or self.max_batch <= 1:
+            return
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + 10 * self.wait_s
+        seen = -1
+        while len(self._pending) != seen and loop.time() < give_up:
+            if sum(job.width for job in self._pending) >= self.max_batch:
+                return
+            seen = len(self._pending)
+            await asyncio.sleep(self.wait_s)
+
+    def _take(self) -> list[_Job]:
+        """The oldest live job plus every waiting job that can share its batch (same parameters, room left)."""
+        while self._pending and self._pending[0].cancel.is_set():
+            self._pending.popleft()
+        if not self._pending:
+            return []
+        head = self._pending.popleft()
+        group, width = [head], head.width
+        if head.solo:
+            return group
+        keep: deque[_Job] = deque()
+        while self._pending:
+            job = self._pending.popleft()
+            if job.cancel.is_set():
+                continue
+            if not job.solo and job.params == head.params and width + job.width <= self.max_batch:
+                group.append(job)
+                width += job.width
+            else:
+                keep.append(job)
+        self._pending = keep
+        return group
+
+    async def _run(self, group: list[_Job]) -> None:
+        loop = asyncio.get_running_loop()
+        started = time.monotonic()
+        head = group[0]
+        try:
+            if head.stream is not None:
+                await loop.run_in_executor(self._pool, self._stream_job, head, loop)
+                results: list[list[GenOutput]] = [[]]
+            else:
+                prompts = [p for job in group for p in job.prompts]
+                outputs = await loop.run_in_executor(self._pool, self.batch_fn, prompts, head.params)
+                results, at = [], 0
+                for job in group:
+                    results.append(outputs[at : at + len(job.prompts)])
+                    at += len(job.prompts)
+        except Exception as exc:  # the requests fail; the worker and the server carry on
+            self.stats.failed += len(group)
+            for job in group:
+                _settle(job.future, exc=exc)
+            return
+        finally:
+            self._count(group, time.monotonic() - started)
+        for job, result in zip(group, results, strict=True):
+            _settle(job.future, result=result)
+
+    def _count(self, group: list[_Job], seconds: float) -> None:
+        width = sum(job.width for job in group)
+        self.stats.batches += 1
+        self.stats.sequences += width
+        self.stats.largest_batch = max(self.stats.largest_batch, width)
+        self.stats.busy_s += seconds
+
+    def _stream_job(self, job: _Job, loop: asyncio.AbstractEventLoop) -> None:
+        """Worker thread: run the stream function for each of the n choices, handing pieces to the event loop."""
+        assert self.stream_fn is not None and job.stream is not None
+        queue = job.stream
+        for index in range(max(1, job.params.num_return_sequences)):
+            params = job.params
+            if params.seed is not None:  # each choice its own sample, still reproducible
+                params = GenParams(**{**params.__dict__, "seed": params.seed + index})
+            pieces = self.stream_fn(job.prompts[0], params)
+            try:
+                for piece in pieces:
+                    if job.cancel.is_set():
+                        return
+                    loop.call_soon_threadsafe(queue.put_nowait, (index, piece))
+            finally:
+                close = getattr(pieces, "close", None)
+                if close is not None:
+                    close()
+            loop.call_soon_threadsafe(queue.put_nowait, (index, _END))
+
+
+def _settle(future: asyncio.Future[Any], result: Any = None, exc: BaseException | None = None) -> None:
+    if future.done():
+        return
+    if exc is not None:
+        future.set_exception(exc)
+    else:
+        future.set_result(result)
+
+
+class _StreamHandle:
+    """Async iteration over (choice index, piece | None) of a streaming job; None marks the end of a choice."""
+
+    def __init__(self, job: _Job) -> None:
+        self.job = job
+
+    async def pieces(self) -> Any:
+        job = self.job
+        assert job.stream is not None
+        try:
+            while True:
+                getter = asyncio.ensure_future(job.stream.get())
+                done, _ = await asyncio.wait({getter, job.future}, return_when=asyncio.FIRST_COMPLETED)
+                if getter in done:
+                    index, piece = getter.result()
+                    yield index, (None if piece is _END else piece)
+                    continue
+                getter.cancel()
+                while not job.stream.empty():  # pieces that arrived just before the job finished
+                    index, piece = job.stream.get_nowait()
+                    yield index, (None if piece is _END else piece)
+                job.future.result()  # raises the worker's error, if any
+                return
+        finally:
+            job.cancel.set()

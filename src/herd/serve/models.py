@@ -1,0 +1,121 @@
+"""The models one server holds: each loaded once (`students.load_student`), with its batcher, its context length,
+how its conversations become prompts, and the limits a request must respect.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from herd.config import ServeConfig
+from herd.errors import UserError
+from herd.generate import context_length
+from herd.serve.batcher import Batcher
+from herd.serve.protocol import ApiError
+from herd.textgen import GenParams
+
+
+@dataclass
+class ServedModel:
+    name: str
+    student: Any
+    batcher: Batcher
+    context: int | None  # tokens the model can see: prompt + answer for decoders, prompt for seq2seq
+    multi_turn: bool
+    counter: Any  # a copy of the tokenizer for counting in the event loop while the worker thread uses the original
+    created: int
+
+    @property
+    def seq2seq(self) -> bool:
+        return self.student.family == "seq2seq"
+
+    def count(self, text: str, special: bool = True) -> int:
+        """Tokens in a text; `special=False` for answers (no BOS/EOS added)."""
+        return len(self.counter(text, add_special_tokens=special)["input_ids"])
+
+    def card(self) -> dict[str, Any]:
+        return {"id": self.name, "object": "model", "created": self.created, "owned_by": "herd",
+                "family": self.student.family, "context_length": self.context, "multi_turn": self.multi_turn}
+
+
+def parse_spec(spec: str) -> tuple[str, str]:
+    """'NAME=PATH' -> (NAME, PATH); a bare path or Hub id is its own name."""
+    name, sep, path = spec.partition("=")
+    if sep and name and "/" not in name and path:
+        return name, path
+    return spec, spec
+
+
+def load_models(cfg: ServeConfig) -> dict[str, ServedModel]:
+    """Load every model named in `cfg.models` (a directory that is not a model is a UserError, before any socket)."""
+    from herd.conversation import keeps_history
+    from herd.students import load_student
+
+    if not cfg.models:
+        raise UserError("serve.models is empty: name at least one model (--model PATH)")
+    served: dict[str, ServedModel] = {}
+    for spec in cfg.models:
+        name, path = parse_spec(spec)
+        if name in served:
+            raise UserError(f"serve.models: the name {name!r} is given twice")
+        student = load_student(path, device=cfg.device, dtype=cfg.dtype)
+        served[name] = ServedModel(
+            name=name, student=student, batcher=make_batcher(student, cfg),
+            context=context_length(student.model, student.tokenizer), multi_turn=keeps_history(student),
+            counter=copy.deepcopy(student.tokenizer), created=_created(path),
+        )
+    return served
+
+
+def make_batcher(student: Any, cfg: ServeConfig) -> Batcher:
+    from herd.textgen import generate_texts, stream_text
+
+    def batch(prompts: list[str], params: GenParams) -> list[Any]:
+        return generate_texts(student.model, student.tokenizer, prompts, params, batch_tokens=cfg.batch_tokens,
+                              max_batch=cfg.max_batch)
+
+    def stream(prompt: str, params: GenParams) -> Any:
+        return stream_text(student.model, student.tokenizer, prompt, params)
+
+    return Batcher(batch, stream, max_batch=cfg.max_batch, wait_s=cfg.batch_wait_ms / 1000.0,
+                   max_queue=cfg.max_queue)
+
+
+def _created(path: str) -> int:
+    p = Path(path)
+    return int(p.stat().st_mtime) if p.exists() else int(time.time())
+
+
+def sampling(
+    served: ServedModel, req: Any, prompts: Sequence[str], cfg: ServeConfig, max_tokens: int | None
+) -> GenParams:
+    """GenParams for a request after checking its prompts and max_tokens against the model and the server limits."""
+    longest = max(served.count(p) for p in prompts)
+    limit = cfg.max_prompt_tokens or served.context
+    # A decoder's answer shares the context with its prompt; a seq2seq model's decoder has its own.
+    room = served.context - longest if served.context is not None and not served.seq2seq else None
+    if (limit is not None and longest > limit) or (room is not None and room < 1):
+        raise ApiError(400, f"the prompt is {longest} tokens; {served.name} takes at most {limit} tokens of prompt"
+                            + ("" if served.seq2seq else " and answer together"),
+                       param="messages" if hasattr(req, "messages") else "prompt", code="context_length_exceeded")
+    if max_tokens is not None and max_tokens > cfg.max_tokens_limit:
+        raise ApiError(400, f"max_tokens = {max_tokens} is above this server's limit of {cfg.max_tokens_limit}",
+                       param="max_tokens")
+    if max_tokens is not None and room is not None and max_tokens > room:
+        raise ApiError(400, f"prompt ({longest} tokens) + max_tokens ({max_tokens}) is longer than {served.name}'s "
+                            f"context of {served.context} tokens", param="max_tokens", code="context_length_exceeded")
+    if max_tokens is None:
+        max_tokens = min(cfg.default_max_tokens, room) if room is not None else cfg.default_max_tokens
+    return GenParams(
+        max_new_tokens=max_tokens,
+        temperature=1.0 if req.temperature is None else req.temperature,  # OpenAI's default
+        top_p=1.0 if req.top_p is None else req.top_p,
+        repetition_penalty=req.repetition_penalty or 1.0,
+        stop=req.stops(),
+        seed=req.seed,
+        num_return_sequences=req.n,
+    )
