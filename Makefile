@@ -16,6 +16,16 @@ $(STAMP): pyproject.toml
 	@if $(BIN)/pip list 2>/dev/null | grep -qi '^nvidia'; then echo "CUDA wheels were pulled in" >&2; exit 1; fi
 	touch $(STAMP)
 
+# transformers 4.x in its own virtualenv: tests/test_compat_tf4.py runs the LaMini README's snippets there, since
+# transformers 5 removed the text2text-generation task they use.
+TF4 := .venv-tf4
+TF4_STAMP := $(TF4)/.herd-installed
+$(TF4_STAMP):
+	$(PY) -m venv $(TF4)
+	$(TF4)/bin/pip install -q "torch==2.13.0" "transformers>=4.50,<5" sentencepiece
+	@if $(TF4)/bin/pip list 2>/dev/null | grep -qi '^nvidia'; then echo "CUDA wheels were pulled in" >&2; exit 1; fi
+	touch $(TF4_STAMP)
+
 # Debian's chromium for the web-page tests (Playwright's own browser download cannot work offline).
 chromium:
 	@command -v chromium >/dev/null 2>&1 || { \
@@ -32,7 +42,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP) chromium
+pytest: $(STAMP) $(TF4_STAMP) chromium
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/pytest -q -p no:cacheprovider
 
 test: lint typecheck pytest

@@ -32,9 +32,10 @@ def tiny_tokenizer(folder: str | Path | None = None, with_pad: bool = True, chat
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    vocab = {tok: i for i, tok in enumerate(SPECIALS + ["assistant", "user", "system", "Below", "###", "Instruction",
-                                                        "Response", "Write", "appropriately", "completes", "request",
-                                                        "describes", "that"] + WORDS + PUNCT)}
+    words = SPECIALS + ["assistant", "user", "system", "Below", "###", "Instruction", "Response", "Write",
+                        "appropriately", "completes", "request", "describes", "that"] + WORDS + PUNCT
+    # dict.fromkeys drops repeated words, so the largest id stays below len(vocab) (the model's vocab_size).
+    vocab = {tok: i for i, tok in enumerate(dict.fromkeys(words))}
     core = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     core.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()])
     from tokenizers import decoders

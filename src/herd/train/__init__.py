@@ -1,0 +1,182 @@
+"""herd train: fine-tune students of both families on the teacher's instruction-response pairs (LaMini §2).
+
+Reads the training pairs (default: this run's `dedup/data.jsonl`, else `responses/data.jsonl`) and `[train]`.
+Writes, per student, an ordinary Hugging Face checkpoint `<run>/train/<name>/`: weights, tokenizer (the wrapper as
+its chat template), generation config, `herd.json`, a model card `README.md` with `loss.png`, TensorBoard logs in
+`runs/`; and `<run>/train/manifest.json`. While a student trains, its checkpoints live in `<name>.partial/`; a run
+killed at any point continues from the newest complete checkpoint with the same batch order when started again,
+and the finished folder appears only by a rename at the end, so nothing half-written is ever there. Every check a
+user's input can fail (columns, empty data, family, batch larger than the data) runs before anything is written.
+
+The same command runs under `accelerate launch` (DDP, FSDP, DeepSpeed; configs/accelerate/).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from herd.config import Config, StudentConfig, TrainConfig
+from herd.errors import UserError
+from herd.prompts import read_prompt
+from herd.rundir import run_path, versions, write_json
+from herd.students import META_FILE, Family, check_wrapper, family_of_config
+from herd.students.training import ensure_pad_token, packing_is_exact, supports_packing
+from herd.train.build import build_student, default_name, init_from_teacher_layers, student_config
+from herd.train.data import Pairs, load_pairs, tokenise
+from herd.train.finish import finish_student, model_kwargs, with_lora
+from herd.train.loop import make_trainer, progress_callback, resume_point, training_args
+from herd.train.recipe import Recipe, check, resolve
+
+__all__ = ["run", "init_from_teacher_layers", "plan_students"]
+
+
+@dataclass
+class Plan:
+    """One student to train: its table, resolved name, model config, family and recipe."""
+
+    table: StudentConfig
+    where: str
+    name: str
+    config: Any
+    family: Family
+    recipe: Recipe
+
+
+def world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def is_main() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def plan_students(tc: TrainConfig, world: int = 1) -> list[Plan]:
+    """Every student with its config and recipe, checked without loading weights."""
+    tables = list(tc.students)
+    if tc.student:
+        tables.insert(0, StudentConfig(base=tc.student))
+    if not tables:
+        raise UserError("train: no student (set train.student, or add [[train.students]] tables)")
+    plans: list[Plan] = []
+    for index, table in enumerate(tables):
+        where = "train.student" if tc.student and index == 0 else f"train.students[{index - bool(tc.student)}]"
+        config = student_config(table, where)
+        family = family_of_config(config, table.base)
+        plans.append(Plan(table, where, default_name(table), config, family, resolve(tc, table, family, world)))
+    names = [p.name for p in plans]
+    for name in names:
+        if names.count(name) > 1 or "/" in name or name.startswith("."):
+            raise UserError(f"train: student name {name!r} is not unique or not a plain folder name (set name = ...)")
+    return plans
+
+
+def run(cfg: Config, callbacks: Sequence[Any] = ()) -> Path:
+    """Train every student of `[train]`; returns the train folder. `callbacks`: extra TrainerCallbacks."""
+    tc = cfg.train
+    check(tc)
+    quiet_transformers()
+    wrapper = check_wrapper(read_prompt(tc.wrapper), "train.wrapper") if tc.wrapper else None
+    plans = plan_students(tc, world_size())
+    pairs = load_pairs(tc.data, run_path(cfg), (tc.instruction_column, tc.response_column), tc.data_split)
+    usable = pairs.manifest["rows"] - (max(1, round(pairs.manifest["rows"] * tc.eval_fraction))
+                                       if tc.eval_fraction else 0)
+    for plan in plans:
+        if plan.recipe.batch_size > usable:
+            raise UserError(f"{plan.where}: effective batch {plan.recipe.batch_size} is larger than the {usable} "
+                            "training pairs (lower train.batch_size)")
+    out = Path(tc.output) if tc.output else run_path(cfg) / "train"
+    results = []
+    for plan in plans:
+        if (out / plan.name / META_FILE).is_file() and not tc.overwrite:
+            say(f"train: {plan.name} is already trained ({out / plan.name}); skipped")
+            results.append({"name": plan.name, "path": str(out / plan.name), "skipped": True})
+            continue
+        results.append(train_one(cfg, plan, pairs, wrapper, callbacks, out))
+    if is_main():
+        write_json(out / "manifest.json", {"stage": "train", "students": results, "data": pairs.manifest,
+                                           "versions": versions()})
+    return out
+
+
+def quiet_transformers() -> None:
+    """herd prints one progress line; transformers' own bars and notices would bury it."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
+def say(line: str) -> None:
+    if is_main():
+        print(line, file=sys.stderr, flush=True)
+
+
+def train_one(cfg: Config, plan: Plan, pairs: Pairs, wrapper: str | None, callbacks: Sequence[Any],
+              out: Path) -> dict[str, Any]:
+    tc, recipe = cfg.train, plan.recipe
+    work = out / f"{plan.name}.partial"
+    args = training_args(plan.family, work, recipe, tc, cfg.run.seed, has_eval=tc.eval_fraction > 0)
+    student = build_student(plan.table, plan.config, model_kwargs(tc, plan.family), plan.where)
+    ensure_pad_token(student.model, student.tokenizer)
+    side, student.tokenizer.padding_side = student.tokenizer.padding_side, "right"
+    options = {"max_length": tc.max_length, "mask_prompt": tc.mask_prompt, "response_prefix": tc.response_prefix}
+    with args.main_process_first(desc="tokenise"):
+        data = tokenise(pairs, plan.family, student.tokenizer, wrapper, options, tc.eval_fraction, cfg.run.seed)
+    if recipe.batch_size > len(data.train):
+        raise UserError(f"{plan.where}: effective batch {recipe.batch_size} is larger than the {len(data.train)} "
+                        f"pairs that fit max_length {tc.max_length} (lower train.batch_size)")
+    packing = decide_packing(tc.packing, student.model, plan)
+    student.model.config.use_cache = False  # a cache during training also disables packed-sequence masks
+    model = with_lora(student.model, tc, plan.family) if tc.lora else student.model
+    plan_record = {"base": plan.table.base, "init": plan.table.init, "tokenizer": plan.table.tokenizer,
+                   "config_overrides": plan.table.config_overrides, "recipe": recipe.as_dict(), "packing": packing,
+                   "data": {k: pairs.manifest.get(k) for k in ("source", "sha256", "rows")}, "wrapper": wrapper,
+                   "response_prefix": tc.response_prefix, "lora": [tc.lora, tc.qlora, tc.lora_r, tc.lora_alpha]}
+    if tc.overwrite and is_main() and (work / "herd-train.json").is_file():
+        _clear_if_changed(work, plan_record)
+    resume = resume_point(work, plan_record, is_main())
+    if resume is not None:
+        say(f"train: {plan.name} resumes from {resume.name}")
+    label = f"train {plan.name}"
+    trainer = make_trainer(plan.family, model, args, student.tokenizer, data, {
+        "packing": packing, "group": tc.group_by_length,
+        "callbacks": [progress_callback(label, cfg.run.quiet), *callbacks]})
+    result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    student.tokenizer.padding_side = side
+    context = {"plan": plan, "pairs": pairs, "data": data, "packing": packing, "wrapper": wrapper,
+               "result": result, "work": work, "out": out, "main": is_main()}
+    return finish_student(trainer, student, tc, context)
+
+
+def decide_packing(mode: str, model: Any, plan: Plan) -> bool:
+    """Pack decoder-only batches when the model provably keeps packed examples apart (see packing_is_exact).
+
+    auto packs only under flash-attention, whose varlen kernel gives each example its own attention; with sdpa or
+    eager a packed row needs a block-diagonal mask over the whole row, and length-grouped batches (a few % padding)
+    run faster (bench/train_throughput.py measures both)."""
+    kernel = str(getattr(model.config, "_attn_implementation", "") or "")
+    if mode == "off" or not supports_packing(plan.family) or (mode == "auto" and not kernel.startswith("flash")):
+        return False
+    import torch
+
+    if torch.cuda.is_available() and next(model.parameters()).device.type == "cpu":
+        model.to(f"cuda:{os.environ.get('LOCAL_RANK', '0')}")  # check the kernel training will use
+    exact = packing_is_exact(model, plan.family)
+    if mode == "on" and not exact:
+        raise UserError(f"{plan.where}: train.packing = 'on' but {plan.table.base} attends across packed examples "
+                        "with this attention kernel; use packing = 'auto' or 'off'")
+    return exact
+
+
+def _clear_if_changed(work: Path, plan_record: dict[str, Any]) -> None:
+    import json
+    import shutil
+
+    before = json.loads((work / "herd-train.json").read_text(encoding="utf-8"))
+    if json.loads(json.dumps(plan_record, sort_keys=True, default=str)) != before:
+        shutil.rmtree(work)

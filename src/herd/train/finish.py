@@ -1,0 +1,158 @@
+"""Model loading options (attention kernel, QLoRA), LoRA adapters, and finishing a trained student: merged weights,
+herd checkpoint, model card, TensorBoard logs, then the rename that makes `<output>/<name>/` appear whole.
+
+Reads the Trainer's state; writes `<output>/<name>/` (via `<name>.partial/final/`) and removes `<name>.partial/`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from importlib import util
+from pathlib import Path
+from typing import Any
+
+from herd import __version__
+from herd.config import TrainConfig
+from herd.errors import UserError
+from herd.rundir import versions
+from herd.students import Family, Student
+from herd.students.saving import card_facts, save_student
+from herd.students.training import attention_kernel, peft_task
+from herd.train.card import write_card
+from herd.train.recipe import provenance
+
+
+def model_kwargs(tc: TrainConfig, family: Family) -> dict[str, Any]:
+    """from_pretrained kwargs: the attention kernel and, for QLoRA, a 4-bit quantization config."""
+    import torch
+
+    kwargs: dict[str, Any] = {}
+    attn = attention_kernel(family, tc.attn_implementation)
+    if attn:
+        kwargs["attn_implementation"] = attn
+    if tc.qlora:
+        if not torch.cuda.is_available() or util.find_spec("bitsandbytes") is None:
+            raise UserError("train.qlora = true needs a CUDA GPU and the bitsandbytes package")
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=torch.bfloat16)
+        kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", "0"))}
+    return kwargs
+
+
+def with_lora(model: Any, tc: TrainConfig, family: Family) -> Any:
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+
+    if tc.qlora:
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    targets: Any = "all-linear" if list(tc.lora_targets) == ["all-linear"] else list(tc.lora_targets)
+    config = LoraConfig(r=tc.lora_r, lora_alpha=tc.lora_alpha, lora_dropout=tc.lora_dropout, target_modules=targets,
+                        task_type=peft_task(family))
+    return get_peft_model(model, config)
+
+
+def final_model(trainer: Any, student: Student, tc: TrainConfig, work: Path) -> Any:
+    """The weights to save: LoRA merged into the base (QLoRA: into a fresh 16-bit copy of the base)."""
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    if not tc.lora:
+        return model
+    if not tc.qlora:
+        return model.merge_and_unload()
+    import torch
+    from peft import PeftModel
+
+    from herd.students import model_class, source_args
+
+    adapter = work / "adapter"
+    model.save_pretrained(str(adapter))
+    src, extra = source_args(student.path)
+    base = model_class(student.family).from_pretrained(src, dtype=torch.bfloat16, **extra)
+    if base.get_input_embeddings().weight.shape[0] < len(student.tokenizer):
+        base.resize_token_embeddings(len(student.tokenizer))
+    return PeftModel.from_pretrained(base, str(adapter)).merge_and_unload()
+
+
+def finish_student(trainer: Any, student: Student, tc: TrainConfig, ctx: dict[str, Any]) -> dict[str, Any]:
+    """Save, describe and publish one student; returns its manifest entry."""
+    plan, work, out = ctx["plan"], ctx["work"], ctx["out"]
+    history = list(trainer.state.log_history)
+    stats = _stats(trainer, ctx["result"], history)
+    meta = {
+        "wrapper": ctx["wrapper"], "base_model": plan.table.base, "herd_version": __version__,
+        "init": plan.table.init, "response_prefix": tc.response_prefix, "mask_prompt": tc.mask_prompt,
+        "max_length": tc.max_length, "recipe": plan.recipe.as_dict(), "packing": ctx["packing"],
+        "lora": tc.lora, "data": {k: ctx["pairs"].manifest.get(k) for k in ("source", "sha256", "rows")},
+        "stats": stats, "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    sharded = bool(getattr(trainer, "is_fsdp_enabled", False)) or _zero3(trainer)
+    final = work / "final"
+    if ctx["main"]:
+        shutil.rmtree(final, ignore_errors=True)  # left by a run killed while finishing
+    trainer.accelerator.wait_for_everyone()
+    if sharded and not tc.lora:
+        trainer.save_model(str(final))  # every rank takes part in gathering sharded weights
+    trainer.accelerator.wait_for_everyone()
+    folder = out / plan.name
+    if ctx["main"]:
+        model = None if sharded and not tc.lora else final_model(trainer, student, tc, work)
+        save_student(model, student.tokenizer, plan.family, final, meta)
+        info = {**meta, "name": plan.name, "family": plan.family, "composition": ctx["data"].composition,
+                "train_rows": len(ctx["data"].train), "dropped": ctx["data"].dropped,
+                "eval_rows": len(ctx["data"].eval) if ctx["data"].eval is not None else 0,
+                "data": ctx["pairs"].manifest, "hyperparameters": provenance(tc, plan.recipe, plan.family),
+                "facts": card_facts(plan.name, plan.family, ctx["wrapper"]),
+                "precision": "bf16" if trainer.args.bf16 else "fp16" if trainer.args.fp16 else "fp32",
+                "versions": versions()}
+        write_card(final, info, history)
+        if (work / "runs").is_dir():
+            shutil.move(str(work / "runs"), str(final / "runs"))  # TensorBoard event files travel with the model
+        _readable(final)
+        _publish(final, folder)
+        shutil.rmtree(work, ignore_errors=True)
+    trainer.accelerator.wait_for_everyone()
+    return {"name": plan.name, "path": str(folder), "family": plan.family, "base_model": plan.table.base, **stats}
+
+
+def _publish(final: Path, folder: Path) -> None:
+    """Put the finished checkpoint in place with renames only (an old one, with overwrite, goes last)."""
+    old = folder.with_name(folder.name + ".old")
+    if folder.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(folder, old)
+    os.replace(final, folder)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _readable(folder: Path) -> None:
+    """Files as the umask allows (some writers create 0600 temp files and rename them): a checkpoint is shared."""
+    mask = os.umask(0)
+    os.umask(mask)
+    for path in folder.rglob("*"):
+        if path.is_file():
+            path.chmod(0o666 & ~mask)
+
+
+def _zero3(trainer: Any) -> bool:
+    plugin = getattr(trainer.accelerator.state, "deepspeed_plugin", None)
+    return bool(getattr(trainer, "is_deepspeed_enabled", False) and plugin is not None and plugin.zero_stage == 3)
+
+
+def _stats(trainer: Any, result: Any, history: list[dict[str, Any]]) -> dict[str, Any]:
+    losses = [row["loss"] for row in history if "loss" in row]
+    evals = [row["eval_loss"] for row in history if "eval_loss" in row]
+    evaluated_last = any("eval_loss" in row and row.get("step") == trainer.state.global_step for row in history)
+    if trainer.eval_dataset is not None and not evaluated_last:
+        evals.append(trainer.evaluate()["eval_loss"])  # the held-out loss of the final weights
+    runtime = float(result.metrics.get("train_runtime", 0.0))
+    speeds = [row["train_tokens_per_second"] for row in history if "train_tokens_per_second" in row]
+    stats: dict[str, Any] = {"steps": trainer.state.global_step, "runtime_s": round(runtime, 1),
+                             "train_loss": round(losses[-1], 4) if losses else None,
+                             "tokens_per_s": round(speeds[-1]) if speeds else None,
+                             "tokens_seen": trainer.state.num_input_tokens_seen}
+    if evals:
+        stats["eval_loss"] = round(evals[-1], 4)
+    return stats
