@@ -38,12 +38,20 @@ class LocalTeacher:
         self.source, self.name = resolve_model(cfg.model)
         self.model_id = identity(self.source, self.name)
         self._loaded: tuple[Any, Any] | None = None
-        self._lock = threading.Lock()  # one generate() at a time per model; run() may be called from threads
+        self._load_key: tuple[str, str, str] | None = None
+        self._lock = threading.Lock()  # replaced by the shared model's lock: one generate() at a time per model
 
     def load(self) -> tuple[Any, Any]:
-        """(model, tokenizer), loaded once per process for each (source, device, dtype)."""
+        """(model, tokenizer), loaded on first use; shared with other open teachers on the same model."""
         if self._loaded is None:
-            self._loaded = _load(self.source, self.cfg.device, self.cfg.dtype)
+            source = self.source
+            if self.cfg.model == "embedded":
+                from herd.teacher.embedded import embedded_model_path
+
+                source = embedded_model_path()  # a converted copy that loads in a second (see embedded.py)
+            self._load_key = (source, self.cfg.device, self.cfg.dtype)
+            model, tokenizer, self._lock = _acquire(*self._load_key)
+            self._loaded = (model, tokenizer)
         return self._loaded
 
     def run(self, requests: Sequence[Request], emit: Emit) -> None:
@@ -87,7 +95,9 @@ class LocalTeacher:
                     emit(Result(request=req, ok=False, error=error, latency_s=time.monotonic() - started))
 
     def close(self) -> None:
-        self._loaded = None
+        key, self._loaded, self._load_key = self._load_key, None, None
+        if key is not None:
+            _release(*key)
 
 
 # ------------------------------------------------------------------------------------------------ the model
@@ -141,24 +151,40 @@ def identity(source: str, name: str) -> str:
     return f"local:{name}:{digest.hexdigest()[:12]}"
 
 
-_CACHE: dict[tuple[str, str, str], tuple[Any, Any]] = {}
-_CACHE_LOCK = threading.Lock()
+_LOADED: dict[tuple[str, str, str], list[Any]] = {}  # key -> [model, tokenizer, generate lock, users]
+_LOADED_LOCK = threading.Lock()
 
 
-def _load(source: str, device: str, dtype: str) -> tuple[Any, Any]:
+def _acquire(source: str, device: str, dtype: str) -> tuple[Any, Any, threading.Lock]:
     """Load through `herd.students.load_student` (one loading path for folders, Hub ids and .gguf files).
 
-    Kept per process, so the teacher and a judge on the same model, or several stages, share one copy.
+    Teachers open at the same time on the same model (a stage's teacher and its judge) share one copy; the last
+    `_release` drops it, so a finished stage does not keep a big model in (GPU) memory while the next one trains.
     """
     from herd.students import load_student
 
     key = (source, device, dtype)
-    with _CACHE_LOCK:
-        if key not in _CACHE:
+    with _LOADED_LOCK:
+        if key not in _LOADED:
             student = load_student(source, device=device, dtype=dtype)
-            student.model.eval()
-            _CACHE[key] = (student.model, student.tokenizer)
-        return _CACHE[key]
+            _LOADED[key] = [student.model.eval(), student.tokenizer, threading.Lock(), 0]
+        entry = _LOADED[key]
+        entry[3] += 1
+        return entry[0], entry[1], entry[2]
+
+
+def _release(source: str, device: str, dtype: str) -> None:
+    key = (source, device, dtype)
+    with _LOADED_LOCK:
+        entry = _LOADED.get(key)
+        if entry is None:
+            return
+        entry[3] -= 1
+        if entry[3] <= 0:
+            del _LOADED[key]
+            from herd.textgen import free_cuda_cache
+
+            free_cuda_cache()
 
 
 # ------------------------------------------------------------------------------------------------ prompts
