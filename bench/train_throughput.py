@@ -113,7 +113,7 @@ def run_herd(model: Path, data: Path, work: Path, opts: argparse.Namespace, pack
             f"train.data={json.dumps(str(data))}", f"train.max_steps={opts.steps}",
             f"train.micro_batch_size={opts.micro_batch}", f"train.batch_size={opts.micro_batch * opts.accumulation}",
             f"train.max_length={opts.max_length}", "train.save_steps=100000", "train.logging_steps=100000",
-            "train.report_to=[]", f"train.packing={json.dumps(packing)}"]
+            "train.report_to=[]", f"train.packing={json.dumps(packing)}", *opts.herd_set]
     measured = meter()
     out = run(load_config(None, keys), callbacks=[measured])
     meta = json.loads((out / f"lamini-{model.name}" / "herd.json").read_text())
@@ -167,6 +167,8 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=256)
     parser.add_argument("--rows", type=int, default=2000)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (CPU); the same for both sides")
+    parser.add_argument("--herd-set", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra herd config override for herd's side, e.g. train.gradient_checkpointing=off")
     opts = parser.parse_args()
 
     import torch

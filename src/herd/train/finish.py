@@ -99,13 +99,15 @@ def finish_student(trainer: Any, student: Student, tc: TrainConfig, ctx: dict[st
     folder = out / plan.name
     if ctx["main"]:
         model = None if sharded and not tc.lora else final_model(trainer, student, tc, work)
+        meta = {**meta, "precision": "bf16" if trainer.args.bf16 else "fp16" if trainer.args.fp16 else "fp32",
+                "gradient_checkpointing": bool(getattr(trainer.args, "activation_checkpointing", None)
+                                               or getattr(trainer.args, "gradient_checkpointing", False))}
         save_student(model, student.tokenizer, plan.family, final, meta)
         info = {**meta, "name": plan.name, "family": plan.family, "composition": ctx["data"].composition,
                 "train_rows": len(ctx["data"].train), "dropped": ctx["data"].dropped,
                 "eval_rows": len(ctx["data"].eval) if ctx["data"].eval is not None else 0,
                 "data": ctx["pairs"].manifest, "hyperparameters": provenance(tc, plan.recipe, plan.family),
                 "facts": card_facts(plan.name, plan.family, ctx["wrapper"]),
-                "precision": "bf16" if trainer.args.bf16 else "fp16" if trainer.args.fp16 else "fp32",
                 "versions": versions()}
         write_card(final, info, history)
         if (work / "runs").is_dir():
@@ -149,10 +151,14 @@ def _stats(trainer: Any, result: Any, history: list[dict[str, Any]]) -> dict[str
         evals.append(trainer.evaluate()["eval_loss"])  # the held-out loss of the final weights
     runtime = float(result.metrics.get("train_runtime", 0.0))
     speeds = [row["train_tokens_per_second"] for row in history if "train_tokens_per_second" in row]
+    seen = trainer.state.num_input_tokens_seen
+    # A run shorter than logging_steps logs no loss or speed: fall back to the run's average loss and overall rate.
+    loss = losses[-1] if losses else getattr(result, "training_loss", None)
+    speed = speeds[-1] if speeds else (seen / runtime if runtime and seen else None)
     stats: dict[str, Any] = {"steps": trainer.state.global_step, "runtime_s": round(runtime, 1),
-                             "train_loss": round(losses[-1], 4) if losses else None,
-                             "tokens_per_s": round(speeds[-1]) if speeds else None,
-                             "tokens_seen": trainer.state.num_input_tokens_seen}
+                             "train_loss": round(loss, 4) if loss is not None else None,
+                             "tokens_per_s": round(speed) if speed is not None else None,
+                             "tokens_seen": seen}
     if evals:
         stats["eval_loss"] = round(evals[-1], 4)
     return stats

@@ -102,13 +102,14 @@ def training_args(family: Family, work: Path, recipe: Recipe, tc: Any, seed: int
     if precision == "auto":
         precision = "bf16" if gpu and torch.cuda.is_bf16_supported() else "fp32"
     checkpointing = tc.gradient_checkpointing == "on" or (tc.gradient_checkpointing == "auto" and gpu)
-    return trainer_classes(family)[1](
+    args_class = trainer_classes(family)[1]
+    return args_class(
+        **version_kwargs(args_class, checkpointing, recipe.warmup_ratio),
         output_dir=str(work), per_device_train_batch_size=recipe.micro_batch_size,
         per_device_eval_batch_size=recipe.micro_batch_size, gradient_accumulation_steps=recipe.accumulation,
         num_train_epochs=recipe.epochs, max_steps=recipe.max_steps or -1, learning_rate=recipe.lr,
-        lr_scheduler_type=recipe.scheduler, warmup_steps=recipe.warmup_ratio, weight_decay=recipe.weight_decay,
+        lr_scheduler_type=recipe.scheduler, weight_decay=recipe.weight_decay,
         max_grad_norm=recipe.max_grad_norm, bf16=precision == "bf16", fp16=precision == "fp16",
-        activation_checkpointing=checkpointing, activation_checkpointing_kwargs={"use_reentrant": False},
         torch_compile=tc.compile, use_cpu=not gpu, ddp_backend=None if gpu or not distributed else "gloo",
         logging_steps=tc.logging_steps, save_strategy="steps", save_steps=tc.save_steps,
         save_total_limit=tc.save_total_limit, eval_strategy="steps" if has_eval else "no",
@@ -117,6 +118,21 @@ def training_args(family: Family, work: Path, recipe: Recipe, tc: Any, seed: int
         dataloader_num_workers=tc.num_workers, log_level="error", log_level_replica="error",
         ddp_find_unused_parameters=False,
     )
+
+
+def version_kwargs(args_class: Any, checkpointing: bool, warmup_ratio: float) -> dict[str, Any]:
+    """The arguments whose names moved between transformers releases, under the name this release takes.
+
+    transformers 5.24 renamed gradient_checkpointing to activation_checkpointing and folded warmup_ratio into a
+    fractional warmup_steps; earlier releases (5.17 on the GPU image, 4.x) know only the old names.
+    """
+    import inspect
+
+    params = inspect.signature(args_class.__init__).parameters
+    name = "activation_checkpointing" if "activation_checkpointing" in params else "gradient_checkpointing"
+    out: dict[str, Any] = {name: checkpointing, f"{name}_kwargs": {"use_reentrant": False}}
+    out["warmup_ratio" if "warmup_ratio" in params else "warmup_steps"] = warmup_ratio
+    return out
 
 
 def resume_point(work: Path, plan: dict[str, Any], main: bool) -> Path | None:
