@@ -43,6 +43,25 @@ def load(config: str | None, overrides: list[str] | None, quiet: bool = False): 
     return load_config(config, extra)
 
 
+def options(set_: list[str] | None, section: str = "", **values: object) -> list[str]:
+    """--set values plus the command's own options that were given (None or [] = not given), as
+    `section.key=<TOML value>`; with section '' the keys are already dotted."""
+    import json
+
+    out = list(set_ or [])
+    for key, value in values.items():
+        if value is None or value == []:
+            continue
+        if isinstance(value, bool):
+            text = "true" if value else "false"
+        elif isinstance(value, (int, float)):
+            text = repr(value)
+        else:
+            text = json.dumps(value)  # a JSON string or list of strings is also valid TOML
+        out.append(f"{section}.{key}={text}" if section else f"{key}={text}")
+    return out
+
+
 def say(message: str) -> None:
     """The one summary line a command prints when it is done."""
     typer.echo(message)

@@ -6,18 +6,10 @@ from typing import Annotated
 
 import typer
 
-from herd.cli import ConfigOpt, QuietOpt, SetOpt, app, load, say
+from herd.cli import ConfigOpt, QuietOpt, SetOpt, app, load, options, say
 
 ShardOpt = Annotated[str | None, typer.Option("--shard", help="Run shard i/n of this stage (e.g. 0/4).")]
 
-
-def _overrides(set_: list[str] | None, **pairs: object) -> list[str]:
-    """--set values plus the command's own options that were given (None = not given)."""
-    out = list(set_ or [])
-    for key, value in pairs.items():
-        if value is not None:
-            out.append(f"{key}={value!r}" if isinstance(value, str) else f"{key}={str(value).lower()}")
-    return out
 
 
 @app.command()
@@ -32,7 +24,7 @@ def responses(
     """The teacher answers every instruction, concisely (LaMini's system prompt by default)."""
     from herd import responses as stage
 
-    cfg = load(config, _overrides(set_, **{"responses.input": input, "responses.source": source,
+    cfg = load(config, options(set_, "", **{"responses.input": input, "responses.source": source,
                                            "run.shard": shard}), quiet)
     out = stage.run(cfg)
     say(f"responses: {out}/data.jsonl")
@@ -51,7 +43,7 @@ def dedup(
 
     from herd import dedup as stage
 
-    cfg = load(config, _overrides(set_, **{"dedup.input": input, "dedup.threshold": threshold}), quiet)
+    cfg = load(config, options(set_, "", **{"dedup.input": input, "dedup.threshold": threshold}), quiet)
     out = stage.run(cfg)
     counts = json.loads((out / "manifest.json").read_text(encoding="utf-8"))["counts"]
     why = ", ".join(f"{k} {v}" for k, v in sorted(counts["rejects_by_reason"].items())) or "none dropped"
@@ -69,7 +61,7 @@ def stats(
     """Counts per source, token lengths, MATTR, leading verbs and an embedding map: stats.md, stats.json, PNGs."""
     from herd import stats as stage
 
-    cfg = load(config, _overrides(set_, **{"stats.input": input, "stats.embedder": embedder}), quiet)
+    cfg = load(config, options(set_, "", **{"stats.input": input, "stats.embedder": embedder}), quiet)
     out = stage.run(cfg)
     say(f"stats: {out}/stats.md")
 
@@ -89,7 +81,7 @@ def instructions(
     """The teacher writes new instructions from seed examples, with or without topics (LaMini's prompts)."""
     from herd import instructions as stage
 
-    cfg = load(config, _overrides(set_, **{"instructions.seeds": seeds, "instructions.style": style,
+    cfg = load(config, options(set_, "", **{"instructions.seeds": seeds, "instructions.style": style,
                                            "instructions.mode": mode, "instructions.calls": calls,
                                            "instructions.topics": topics, "run.shard": shard}), quiet)
     out = stage.run(cfg)
@@ -111,7 +103,7 @@ def mix(
     from herd import mix as stage
 
     extra = [f"mix.inputs={json.dumps(list(input))}"] if input else []  # a JSON list of strings is a TOML list
-    cfg = load(config, _overrides(set_, **{"mix.preset": preset, "mix.total": total}) + extra, quiet)
+    cfg = load(config, options(set_, "", **{"mix.preset": preset, "mix.total": total}) + extra, quiet)
     out = stage.run(cfg)
     say(f"mix: {out}/data.jsonl")
 
@@ -127,6 +119,6 @@ def export(
     """Parquet and JSONL shards that datasets.load_dataset opens, with a dataset card (README.md)."""
     from herd import export as stage
 
-    cfg = load(config, _overrides(set_, **{"export.input": input, "export.out": out}), quiet)
+    cfg = load(config, options(set_, "", **{"export.input": input, "export.out": out}), quiet)
     folder = stage.run(cfg)
     say(f"export: {folder}/README.md")

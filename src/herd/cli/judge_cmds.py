@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from herd.cli import ConfigOpt, QuietOpt, SetOpt, app, load, say
+from herd.cli import ConfigOpt, QuietOpt, SetOpt, app, load, options, say
 
 ModelsOpt = Annotated[
     list[str] | None,
@@ -14,14 +14,6 @@ ModelsOpt = Annotated[
                  "(repeatable)."),
 ]
 
-
-def _with(set_: list[str] | None, key: str, values: list[str] | str | None) -> list[str]:
-    out = list(set_ or [])
-    if isinstance(values, list) and values:
-        out.append(f"{key}=[{', '.join(repr(v) for v in values)}]")
-    elif isinstance(values, str):
-        out.append(f"{key}={values!r}")
-    return out
 
 
 @app.command()
@@ -35,7 +27,7 @@ def answers(
     """Every model answers the evaluation instructions (selected by the paper's rule) into one table."""
     from herd.rate import answers as stage
 
-    overrides = _with(_with(set_, "answers.models", models), "answers.instructions", instructions)
+    overrides = options(set_, "answers", models=models, instructions=instructions)
     out = stage.run(load(config, overrides, quiet))
     say(f"answers: {out}/data.jsonl")
 
@@ -51,7 +43,7 @@ def judge(
     """An LLM judge grades each answer A-D with the paper's rubric and a short reason."""
     from herd.rate import judge as stage
 
-    overrides = _with(_with(set_, "judge.answers", answers), "judge.human", human)
+    overrides = options(set_, "judge", answers=answers, human=human)
     out = stage.run(load(config, overrides, quiet))
     say(f"judge: {out}/summary.md")
 
@@ -71,6 +63,6 @@ def hallucination(
     """Trick questions: the judge marks each answer as rejecting the premise or hallucinating."""
     from herd.rate import probe as stage
 
-    overrides = _with(_with(set_, "probe.models", models), "probe.questions", questions)
+    overrides = options(set_, "probe", models=models, questions=questions)
     out = stage.run(load(config, overrides, quiet))
     say(f"probe: {out}/summary.md")

@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from herd.cli import ConfigOpt, SetOpt, app, load, say
+from herd.cli import ConfigOpt, SetOpt, app, load, options, say
 
 rate_app = typer.Typer(help="The web app in which people rate answers A-D, blind.", no_args_is_help=True)
 app.add_typer(rate_app, name="rate-app")
 
 StudyOpt = Annotated[str | None, typer.Option("--study", help="Study folder (default: <run>/rate-app).")]
 
-
-def _overrides(set_: list[str] | None, **pairs: object) -> list[str]:
-    """--set values plus the options that were given, as rate_app.KEY=value (JSON values are valid TOML here)."""
-    return list(set_ or []) + [f"rate_app.{k}={json.dumps(v)}" for k, v in pairs.items() if v is not None]
 
 
 @rate_app.command()
@@ -37,7 +32,7 @@ def create(
     """Create a study from an answers table; prints the admin link and one link per rater (shown only now)."""
     from herd.rate import study as stage
 
-    cfg = load(config, _overrides(set_, answers=answers, study=study, per_item=per_item, per_rater=per_rater,
+    cfg = load(config, options(set_, "rate_app", answers=answers, study=study, per_item=per_item, per_rater=per_rater,
                                   raters=raters, rater_names=rater or None, url=url, port=port))
     created = stage.create(cfg)
     url_ = stage.base_url(cfg)
@@ -60,7 +55,7 @@ def serve(
     from herd.rate import study as stage
     from herd.rate.app import serve as run_server
 
-    cfg = load(config, _overrides(set_, study=study, port=port, host=host))
+    cfg = load(config, options(set_, "rate_app", study=study, port=port, host=host))
     folder = stage.study_folder(cfg)
     say(f"rate-app: serving {folder} on http://{cfg.rate_app.host}:{cfg.rate_app.port}/ (Ctrl-C stops)")
     run_server(folder, cfg.rate_app.host, cfg.rate_app.port, cfg.rate_app.url)
@@ -76,7 +71,7 @@ def export(
     """Write every rating (id, instruction_id, model, rater, rating, comment, time) to a CSV or JSONL file."""
     from herd.rate import study as stage
 
-    n = stage.export(load(config, _overrides(set_, study=study)), Path(out))
+    n = stage.export(load(config, options(set_, "rate_app", study=study)), Path(out))
     say(f"rate-app: {n} ratings -> {out}")
 
 
@@ -90,7 +85,7 @@ def import_(
     """Add ratings to the study; a file with an unknown id or a bad rating changes nothing."""
     from herd.rate import study as stage
 
-    counts = stage.import_ratings(load(config, _overrides(set_, study=study)), Path(ratings))
+    counts = stage.import_ratings(load(config, options(set_, "rate_app", study=study)), Path(ratings))
     say(f"rate-app: imported {ratings}: {counts['added']} added, {counts['changed']} changed, "
         f"{counts['unchanged']} unchanged")
 
@@ -109,7 +104,7 @@ def relink(
 
     if admin == (rater is not None):
         raise UserError("rate-app relink: give exactly one of --rater NAME or --admin")
-    say(stage.relink(load(config, _overrides(set_, study=study)), rater))
+    say(stage.relink(load(config, options(set_, "rate_app", study=study)), rater))
 
 
 @rate_app.command()
@@ -117,7 +112,7 @@ def status(config: ConfigOpt = None, set_: SetOpt = None, study: StudyOpt = None
     """Progress per rater and agreement so far."""
     from herd.rate import study as stage
 
-    for line in stage.status(load(config, _overrides(set_, study=study))):
+    for line in stage.status(load(config, options(set_, "rate_app", study=study))):
         say(line)
 
 
@@ -134,5 +129,5 @@ def chart(
     """The paper's stacked A-D bars per model: people, the judge and the paper, side by side."""
     from herd.rate import study as stage
 
-    panels = stage.chart(load(config, _overrides(set_, study=study)), Path(out), ratings, judge, paper)
+    panels = stage.chart(load(config, options(set_, "rate_app", study=study)), Path(out), ratings, judge, paper)
     say(f"rate-app: {', '.join(panels)} -> {out}")

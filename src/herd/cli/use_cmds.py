@@ -7,26 +7,11 @@ from typing import Annotated
 
 import typer
 
-from herd.cli import ConfigOpt, QuietOpt, SetOpt, app, load, say
+from herd.cli import ConfigOpt, QuietOpt, SetOpt, app, load, options, say
 
 DeviceOpt = Annotated[str | None, typer.Option(help="torch device: auto, cpu, cuda, cuda:1, mps.")]
 DtypeOpt = Annotated[str | None, typer.Option(help="torch dtype: auto, float32, bfloat16, float16.")]
 
-
-def _sets(set_: list[str] | None, section: str, **options: object) -> list[str]:
-    """--set values plus the options given on the command line, as `section.key=<TOML value>`."""
-    out = list(set_ or [])
-    for key, value in options.items():
-        if value is None or value == []:
-            continue
-        if isinstance(value, bool):
-            text = "true" if value else "false"
-        elif isinstance(value, (int, float)):
-            text = repr(value)
-        else:
-            text = json.dumps(value)  # a JSON string or list of strings is also valid TOML
-        out.append(f"{section}.{key}={text}")
-    return out
 
 
 @app.command()
@@ -53,7 +38,7 @@ def generate(
     """A model answers every instruction of a file, in batches; resumes after a kill."""
     from herd import generate as stage
 
-    overrides = _sets(set_, "generate", model=model, input=input, out=out, max_new_tokens=max_new_tokens,
+    overrides = options(set_, "generate", model=model, input=input, out=out, max_new_tokens=max_new_tokens,
                       temperature=temperature, top_p=top_p, repetition_penalty=repetition_penalty, stop=stop,
                       seed=seed, batch_tokens=batch_tokens, max_batch=max_batch, name=name, device=device,
                       dtype=dtype)
@@ -104,7 +89,7 @@ def serve(
     """An OpenAI-compatible HTTP server (/v1/chat/completions, /v1/completions, /v1/models) for the models."""
     from herd.serve import serve_forever
 
-    overrides = _sets(set_, "serve", models=model, host=host, port=port, api_key_env=api_key_env,
+    overrides = options(set_, "serve", models=model, host=host, port=port, api_key_env=api_key_env,
                       max_batch=max_batch, batch_wait_ms=batch_wait_ms, max_queue=max_queue,
                       max_tokens_limit=max_tokens_limit, device=device, dtype=dtype)
     serve_forever(load(config, overrides, quiet))
