@@ -40,7 +40,14 @@ def load(config: str | None, overrides: list[str] | None, quiet: bool = False): 
     extra = list(overrides or [])
     if quiet:
         extra.append("run.quiet=true")
-    return load_config(config, extra)
+    cfg = load_config(config, extra)
+    if cfg.run.quiet:
+        import os
+
+        # Loading and saving bars of transformers/huggingface_hub read this when they are first imported, which is
+        # after this point: the CLI imports no model code before a stage runs.
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    return cfg
 
 
 def options(set_: list[str] | None, section: str = "", **values: object) -> list[str]:
