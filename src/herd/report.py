@@ -59,7 +59,7 @@ def build_sections(cfg: Config, root: Path) -> list[Section]:
         dataset(root),
         samples(root),
         rejects(manifests),
-        figures(root, "train", "Training"),
+        training(root),
         figures(root, "bench", "Benchmark (lm-evaluation-harness)"),
         ratings(root),
         side_by_side(root),
@@ -89,10 +89,11 @@ def overview(cfg: Config, root: Path, manifests: dict[str, dict[str, Any]]) -> S
     rows = []
     for folder, m in manifests.items():
         counts = m.get("counts", {})
-        seconds = m.get("timings", {}).get("seconds")
-        rows.append([folder, counts.get("rows", ""), counts.get("rejects", ""),
-                     f"{seconds:.1f}" if isinstance(seconds, (int, float)) else "",
-                     state.get(folder.split("/")[0], {}).get("key", "")])
+        stage = state.get(folder.split("/")[0], {})
+        seconds = m.get("timings", {}).get("seconds", stage.get("seconds"))
+        kept = counts.get("rows", m.get("data", {}).get("rows", ""))  # train: the pairs it trained on
+        rows.append([folder, kept, counts.get("rejects", ""),
+                     f"{seconds:.1f}" if isinstance(seconds, (int, float)) else "", stage.get("key", "")])
     if rows:
         s.table(["stage folder", "rows kept", "rejects", "seconds", "stage key"], rows, "*/manifest.json")
     return s
@@ -163,6 +164,20 @@ def figures(root: Path, folder: str, title: str) -> Section:
     for png in sorted((root / folder).glob("**/*.png")):
         if "checkpoint-" not in str(png):
             s.image(png, str(png.relative_to(root)))
+    return s
+
+
+def training(root: Path) -> Section:
+    """The students this run trained (train/manifest.json), then their curves and any tables."""
+    s = figures(root, "train", "Training")
+    manifest = root / "train" / "manifest.json"
+    if manifest.exists():
+        students = json.loads(manifest.read_text(encoding="utf-8")).get("students", [])
+        rows = [[st.get("name"), st.get("family"), st.get("base_model"), st.get("steps"), st.get("train_loss"),
+                 st.get("tokens_per_s"), st.get("runtime_s")] for st in students]
+        if rows:
+            s.blocks.insert(0, ("table", (["student", "family", "base", "steps", "final loss", "tokens/s",
+                                           "seconds"], rows, str(manifest))))
     return s
 
 
