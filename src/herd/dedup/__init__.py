@@ -29,7 +29,7 @@ from herd.dedup.core import KEEP, NearParams, Preparer, band_shape, exact_duplic
 from herd.dedup.filters import Filters, compile_refusals, reject_reason
 from herd.errors import UserError
 from herd.progress import Progress
-from herd.records import iter_rows
+from herd.records import iter_rows, numbered_rows
 from herd.rundir import StageDir, run_path
 
 STAGE = "dedup"
@@ -105,13 +105,13 @@ def scan_rows(source: Path, dc: DedupConfig, filters: Filters, refusal: Any, qui
     seen: dict[str, int] = {}
     prep = Preparer(dc.shingle_size)
     with Progress(f"{STAGE}: read", total=None, quiet=quiet, enabled=source.stat().st_size > _BIG) as bar:
-        for number, row in enumerate(iter_rows(source, required=need), start=1):
+        for number, row in numbered_rows(source, required=need):
             for name in need[1:]:
                 if not isinstance(row[name], str):
                     raise UserError(f"{source}:{number}: field {name!r} must be a string")
             row_id = str(row["id"])
             if row_id in seen:
-                raise UserError(f"{source}:{number}: duplicate id {row_id!r} (first on row {seen[row_id]})")
+                raise UserError(f"{source}:{number}: duplicate id {row_id!r} (first on line {seen[row_id]})")
             seen[row_id] = number
             text = row["instruction"] if dc.key == "instruction" else f"{row['instruction']}\n{row['response']}"
             scan.ids.append(row_id)

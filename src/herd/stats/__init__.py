@@ -29,7 +29,7 @@ import numpy as np
 from herd.config import Config, StatsConfig
 from herd.dedup import swap_in
 from herd.errors import UserError
-from herd.records import iter_rows
+from herd.records import numbered_rows
 from herd.rundir import redact, run_path, versions, write_json
 from herd.stats.measures import PAPER_TABLE1, leading_verb, mattr, summary, word_counter, words
 
@@ -111,7 +111,7 @@ def collect(path: Path, count: Any, sample: int, seed: int) -> Table:
     table = Table()
     rng = random.Random(seed)
     batch: list[tuple[str, str, str | None]] = []
-    for number, row in enumerate(iter_rows(path, required=["instruction"]), start=1):
+    for number, row in numbered_rows(path, required=["instruction"]):
         instruction, response = row["instruction"], row.get("response")
         if not isinstance(instruction, str):
             raise UserError(f"{path}:{number}: field 'instruction' must be a string")

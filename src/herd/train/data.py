@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from herd.errors import UserError
-from herd.records import iter_rows
+from herd.records import iter_rows, numbered_rows
 from herd.students import Family
 from herd.students.training import encode_pairs
 
@@ -75,7 +75,7 @@ def load_pairs(data: str, run_dir: Path, columns: tuple[str, str], split: str = 
 def _rows(path: str, columns: tuple[str, str], stamp: str) -> Any:
     """Rows with the two columns (renamed to instruction/response); `stamp` only makes the datasets cache key."""
     instruction, response = columns
-    for number, row in enumerate(iter_rows(path, required=columns), start=1):
+    for number, row in numbered_rows(path, required=columns):
         for name in columns:
             if not isinstance(row[name], str):
                 raise UserError(f"{path}:{number}: field {name!r} must be a string")
