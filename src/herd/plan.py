@@ -16,7 +16,7 @@ from typing import Any
 from herd.config import Config, TeacherConfig
 from herd.run import STAGES, StageSpec, State, stage_keys
 from herd.rundir import run_path
-from herd.teacher.prices import cost, price_for
+from herd.teacher.prices import cost, teacher_prices
 
 PROMPT_OVERHEAD = 90  # tokens of instructions around the 3 examples in a generation prompt
 EXAMPLE_TOKENS = 20  # a seed example or a generated instruction, on average
@@ -34,12 +34,6 @@ class Estimate:
     completion_tokens: int = 0
     cost: float = 0.0
     note: str = ""
-
-
-def teacher_prices(tc: TeacherConfig) -> tuple[float, float]:
-    if tc.backend in ("local", "fake", "llamacpp") and tc.price_input_per_mtok < 0:
-        return (0.0, 0.0)
-    return price_for(tc.model, tc.price_input_per_mtok, tc.price_output_per_mtok)
 
 
 def per_call(cfg: Config) -> int:

@@ -74,7 +74,7 @@ def input_path(cfg: Config) -> Path:
 
 
 def check_params(dc: DedupConfig) -> None:
-    """Meaning of the numbers, checked where they are used (config.py checks only their types)."""
+    """Meaning of the numbers, checked where they are used (herd.config checks only their types)."""
     if not 0.0 < dc.threshold <= 1.0:
         raise UserError(f"dedup.threshold = {dc.threshold}: must be in (0, 1]")
     if dc.num_perm < 2:

@@ -18,7 +18,7 @@ from herd.errors import UserError
 from herd.progress import Progress
 from herd.teacher.base import Request, Result, Teacher
 from herd.teacher.journal import Journal
-from herd.teacher.prices import cost, price_for
+from herd.teacher.prices import cost, teacher_prices
 
 
 @dataclass
@@ -147,8 +147,5 @@ def api_key(cfg: TeacherConfig) -> str | None:
 
 def open_engine(cfg: TeacherConfig, journal: str | Path | None, stage: str = "", quiet: bool = True) -> Engine:
     backend = make_backend(cfg)
-    model_name = cfg.model
-    prices = price_for(model_name, cfg.price_input_per_mtok, cfg.price_output_per_mtok)
-    if cfg.backend in ("local", "fake", "llamacpp") and cfg.price_input_per_mtok < 0:
-        prices = (0.0, 0.0)
+    prices = teacher_prices(cfg)
     return Engine(backend, Journal(journal) if journal else None, prices, stage=stage, quiet=quiet)

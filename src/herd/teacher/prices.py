@@ -5,6 +5,8 @@ the providers; check them before a large run.
 
 from __future__ import annotations
 
+from herd.config import TeacherConfig
+
 PRICES: dict[str, tuple[float, float]] = {
     "gpt-3.5-turbo": (0.50, 1.50),
     "gpt-3.5-turbo-0125": (0.50, 1.50),
@@ -24,6 +26,13 @@ def price_for(model: str, input_override: float = -1.0, output_override: float =
         input_override if input_override >= 0 else base[0],
         output_override if output_override >= 0 else base[1],
     )
+
+
+def teacher_prices(tc: TeacherConfig) -> tuple[float, float]:
+    """What a configured teacher costs: a model running here is free unless the config sets a price."""
+    if tc.backend in ("local", "fake", "llamacpp") and tc.price_input_per_mtok < 0:
+        return (0.0, 0.0)
+    return price_for(tc.model, tc.price_input_per_mtok, tc.price_output_per_mtok)
 
 
 def cost(prices: tuple[float, float], prompt_tokens: int, completion_tokens: int) -> float:
