@@ -37,7 +37,7 @@ demo: $(STAMP)
 	$(BIN)/herd run configs/demo.toml
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check src tests benchmarks
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -48,7 +48,7 @@ pytest: $(STAMP) $(TF4_STAMP) chromium
 test: lint typecheck pytest
 
 bench: $(STAMP)
-	for b in bench/*.py; do $(BIN)/python $$b || exit 1; done
+	for b in benchmarks/*.py; do $(BIN)/python $$b || exit 1; done
 
 clean:
 	rm -rf $(VENV) .venv-* runs .mypy_cache .ruff_cache .pytest_cache

@@ -1,6 +1,6 @@
 """The duplicate finder behind `herd dedup`: exact duplicates after normalisation, then near-duplicates by MinHash LSH.
 
-Everything here works on plain texts and numpy arrays, so the benchmark (bench/dedup.py) runs the same code as the
+Everything here works on plain texts and numpy arrays, so the benchmark (benchmarks/dedup.py) runs the same code as the
 stage. Definitions:
 
 - *normalised text*: NFKC, case-folded, punctuation replaced by spaces, whitespace collapsed.

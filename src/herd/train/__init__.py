@@ -158,7 +158,7 @@ def decide_packing(mode: str, model: Any, plan: Plan) -> bool:
 
     auto packs only under flash-attention, whose varlen kernel gives each example its own attention; with sdpa or
     eager a packed row needs a block-diagonal mask over the whole row, and length-grouped batches (a few % padding)
-    run faster (bench/train_throughput.py measures both)."""
+    run faster (benchmarks/train_throughput.py measures both)."""
     kernel = str(getattr(model.config, "_attn_implementation", "") or "")
     if mode == "off" or not supports_packing(plan.family) or (mode == "auto" and not kernel.startswith("flash")):
         return False

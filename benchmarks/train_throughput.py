@@ -14,7 +14,7 @@ written in a word-level tokenizer's words, so a word is a token.
 Printed: non-padding tokens per second of each, their ratio (goal: >= 2x) and each side's padding fraction (padding
 positions / all positions the model processed), measured on the batches the model actually received.
 
-    .venv/bin/python bench/train_throughput.py [--steps 8] [--micro-batch 8] [--accumulation 2] [--threads 1]
+    .venv/bin/python benchmarks/train_throughput.py [--steps 8] [--micro-batch 8] [--accumulation 2] [--threads 1]
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ L and serves at most C calls at once: its capacity is C / L calls per second. Pr
 2. With an RPM limit R below capacity, enforced by the mock over a sliding window, and the same R given to herd:
    the achieved fraction of R and the number of 429s (the mock counts every one it sends). Goal: >= 0.95, 0 x 429.
 
-    .venv/bin/python bench/teacher_throughput.py [--latency 0.1] [--concurrency 16] [--calls 1600] [--rpm 4800]
+    .venv/bin/python benchmarks/teacher_throughput.py [--latency 0.1] [--concurrency 16] [--calls 1600] [--rpm 4800]
 """
 
 from __future__ import annotations

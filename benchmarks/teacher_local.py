@@ -5,7 +5,7 @@ Both sides are the same `LocalTeacher` on the same model and the same short inst
 (goal >= 3x) and how many answers are identical to the baseline's (greedy batched must equal one-at-a-time; a
 rare near-tie in fp32 sums can flip a token).
 
-    .venv/bin/python bench/teacher_local.py [--prompts 16] [--new-tokens 48] [--batch-sizes 8,16] [--device cpu]
+    .venv/bin/python benchmarks/teacher_local.py [--prompts 16] [--new-tokens 48] [--batch-sizes 8,16] [--device cpu]
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ Model: SmolLM2-135M-Instruct, the embedded teacher (a trained causal model with 
 once as an ordinary checkpoint without a wrapper, so both sides score exactly the same requests. Task: --docs
 questions with four answers each, made up here from a small vocabulary.
 
-    .venv/bin/python bench/lm_eval_overhead.py [--docs 150] [--repeats 3]
+    .venv/bin/python benchmarks/lm_eval_overhead.py [--docs 150] [--repeats 3]
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 at a time.
 
 The server is the real `herd serve` command in its own process on 127.0.0.1, serving a GPT-2-shaped herd student
-(6 layers, 256 dims, random weights, SmolLM2's tokenizer, the paper's wrapper; built as in bench/generate.py). It
+(6 layers, 256 dims, random weights, SmolLM2's tokenizer, the paper's wrapper; built as in benchmarks/generate.py). It
 runs twice: with dynamic batching (`--max-batch 32`) and as the baseline with `--max-batch 1` (one request at a
 time, the same code otherwise). Each time, 32 clients (asyncio + httpx) each send --per-client chat requests back
 to back (greedy, max_tokens --max-tokens, user-oriented self-instruct instructions).
@@ -10,7 +10,7 @@ to back (greedy, max_tokens --max-tokens, user-oriented self-instruct instructio
 Printed per mode: requests/s, generated tokens/s, p50 and p95 latency, mean batch size (from /health); then the
 throughput ratio (goal >= 2x) and how many answers are identical between the two modes (greedy: all).
 
-    .venv/bin/python bench/serve.py [--clients 32] [--per-client 4] [--max-tokens 32] [--threads 1]
+    .venv/bin/python benchmarks/serve.py [--clients 32] [--per-client 4] [--max-tokens 32] [--threads 1]
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from typing import Any
 
 import httpx
 
-from generate import build_student, instructions  # bench/generate.py, beside this file
+from generate import build_student, instructions  # benchmarks/generate.py, beside this file
 
 
 def free_port() -> int:

@@ -17,7 +17,7 @@ Printed, for --rows N (default 2.58M, LaMini's size) and for N/10:
     self-instruct runs on --naive-rows rows, extrapolated to 10K by the square of the row ratio; the ratio printed
     is MinHash rows/s over ROUGE-L rows/s.
 
-    .venv/bin/python bench/dedup.py [--rows 2580000] [--dup-share 0.1] [--rouge-rows 10000] [--naive-rows 1500]
+    .venv/bin/python benchmarks/dedup.py [--rows 2580000] [--dup-share 0.1] [--rouge-rows 10000] [--naive-rows 1500]
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The CUDA checks herd cannot run on a CPU machine, as one script for a lent GPU box (never part of CI):
-#   1. bench/train_throughput.py at GPT-2-small shape: herd train (bf16, no padding) vs a padded HF Trainer.
+#   1. benchmarks/train_throughput.py at GPT-2-small shape: herd train (bf16, no padding) vs a padded HF Trainer.
 #   2. herd train, decoder + encoder-decoder students, precision/gradient checkpointing on "auto" (bf16, on).
 #   3. the same decoder under `accelerate launch` with configs/accelerate/fsdp.yaml (one process).
-# Usage on the GPU machine, from the repo root: OUT=/some/dir bash bench/device_check.sh
+# Usage on the GPU machine, from the repo root: OUT=/some/dir bash benchmarks/device_check.sh
 set -uo pipefail
 OUT=${OUT:-/tmp/herd-device}
 mkdir -p "$OUT"
@@ -15,7 +15,7 @@ $PY -c "import torch, transformers, accelerate; print('torch', torch.__version__
 'transformers', transformers.__version__, 'accelerate', accelerate.__version__)" | tee -a "$OUT/gpu.txt"
 
 echo "== 1. train throughput"
-$PY bench/train_throughput.py --layers "$LAYERS" --dim "$DIM" --steps "$STEPS" --micro-batch 16 --accumulation 4 \
+$PY benchmarks/train_throughput.py --layers "$LAYERS" --dim "$DIM" --steps "$STEPS" --micro-batch 16 --accumulation 4 \
     --rows "$ROWS" 2>&1 | grep -v "it/s\]" | tee "$OUT/train_throughput.txt"
 
 echo "== 2. herd train, both families, precision auto"

@@ -19,7 +19,7 @@ Instructions: the 252 user-oriented self-instruct instructions in ../shared/data
 Printed per model: seconds, answers/s, generated tokens/s, the speed-up (goal >= 3x on CPU) and how many answers
 are identical (goal: all).
 
-    .venv/bin/python bench/generate.py [--prompts 64] [--max-new-tokens 32] [--smollm-prompts 16] [--threads 1]
+    .venv/bin/python benchmarks/generate.py [--prompts 64] [--max-new-tokens 32] [--smollm-prompts 16] [--threads 1]
 """
 
 from __future__ import annotations
