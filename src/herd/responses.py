@@ -64,7 +64,8 @@ def run(cfg: Config) -> Path:
     extra: dict[str, Any] = {"input": str(source), "sampling": sampling, "teacher": engine.model_id}
     if rc.top_logprobs:
         stage.checkpoint()
-        extra["topk"] = keep_topk(stage.path, journal_path(cfg), rc.top_logprobs, tokenizer, cfg.teacher.backend)
+        extra["topk"] = keep_topk(stage.path, journal_path(cfg), rc.top_logprobs, tokenizer,
+                                  (cfg.teacher.backend, engine.model_id))
     return stage.finish(cfg, extra, usage.as_dict())
 
 
@@ -81,8 +82,8 @@ def check_topk(cfg: Config) -> tuple[Any, str] | None:
     return teacher_tokenizer(tc.backend, tc.model, rc.topk_tokenizer)
 
 
-def keep_topk(folder: Path, journal: Path, k: int, tokenizer: tuple[Any, str] | None, backend: str
-              ) -> dict[str, Any]:
+def keep_topk(folder: Path, journal: Path, k: int, tokenizer: tuple[Any, str] | None,
+              teacher: tuple[str, str]) -> dict[str, Any]:
     """Write the sidecar for every kept row from the journal; the manifest entry (tokenizer, bytes per token)."""
     from herd.records import iter_rows
     from herd.teacher.journal import Journal
@@ -94,8 +95,8 @@ def keep_topk(folder: Path, journal: Path, k: int, tokenizer: tuple[Any, str] | 
         found = store.topk(key for _, key in rows)
     finally:
         store.close()
-    record = {**tokenizer_record(tokenizer[0], tokenizer[1]), "k": k,
-              "distribution": "as the endpoint returns it" if backend == "openai" else
+    record = {**tokenizer_record(tokenizer[0], tokenizer[1]), "k": k, "teacher": teacher[1],
+              "distribution": "as the endpoint returns it" if teacher[0] == "openai" else
               "raw model log-softmax at temperature 1 (before temperature / top-p)"}
     return write_sidecar(folder, rows, found, tokenizer[0], record)
 

@@ -42,6 +42,7 @@ class Tokenised:
     lengths: list[int]
     composition: dict[str, dict[str, float]]
     dropped: int
+    kd: dict[str, Any] = field(default_factory=dict)  # objective kd: how many response tokens have a teacher target
 
 
 def default_source(run_dir: Path) -> Path:
@@ -80,7 +81,7 @@ def _rows(path: str, columns: tuple[str, str], stamp: str) -> Any:
             if not isinstance(row[name], str):
                 raise UserError(f"{path}:{number}: field {name!r} must be a string")
         yield {"instruction": row[instruction], "response": row[response],
-               SOURCE_COLUMN: str(row.get(SOURCE_COLUMN) or "unknown")}
+               SOURCE_COLUMN: str(row.get(SOURCE_COLUMN) or "unknown"), "id": str(row.get("id") or "")}
 
 
 def _from_file(path: Path, columns: tuple[str, str]) -> Any:
@@ -127,6 +128,7 @@ def _from_datasets(source: str, columns: tuple[str, str], split: str) -> Any:
     keep = keep.rename_columns({columns[0]: "instruction", columns[1]: "response"})
     if SOURCE_COLUMN not in keep.column_names:
         keep = keep.add_column(SOURCE_COLUMN, ["unknown"] * len(keep))
+    keep = keep.add_column("id", [str(i) for i in found["id"]] if "id" in found.column_names else [""] * len(keep))
     return keep.filter(lambda i, r: bool(i) and bool(r), input_columns=["instruction", "response"])
 
 
@@ -145,9 +147,11 @@ def _file_manifest(path: Path) -> dict[str, Any]:
 
 def tokenise(
     pairs: Pairs, family: Family, tokenizer: Any, wrapper: str | None, options: dict[str, Any], eval_fraction: float,
-    seed: int,
+    seed: int, *, kd: tuple[dict[str, Any], int] | None = None,
 ) -> Tokenised:
-    """Tokenise for one student; pairs whose prompt leaves no room for a response are dropped and counted."""
+    """Tokenise for one student; pairs whose prompt leaves no room for a response are dropped and counted.
+
+    `kd` = (top-K targets by row id, K): each example also gets its teacher targets (herd.train.kd_data)."""
     raw = pairs.dataset
     evaluation = None
     if eval_fraction > 0:
@@ -162,16 +166,27 @@ def tokenise(
     composition = _composition(train)
     lengths = list(train["length"])
     keep = ["input_ids", "labels"]
+    coverage: dict[str, Any] = {}
+    if kd is not None:
+        from herd.train.kd import KD_FIELDS
+        from herd.train.kd_data import attach
+
+        train, coverage = attach(train, kd[0], kd[1], family == "seq2seq")
+        keep += list(KD_FIELDS)
     train = train.select_columns(keep)
     if evaluation is not None:
-        evaluation = _encode(evaluation, family, tokenizer, wrapper, options)[0].select_columns(keep)
-    return Tokenised(train, evaluation, lengths, composition, dropped)
+        evaluation = _encode(evaluation, family, tokenizer, wrapper, options)[0]
+        if kd is not None:
+            evaluation = attach(evaluation, kd[0], kd[1], family == "seq2seq")[0]
+        evaluation = evaluation.select_columns(keep)
+    return Tokenised(train, evaluation, lengths, composition, dropped, coverage)
 
 
 def _encode(raw: Any, family: Family, tokenizer: Any, wrapper: str | None, options: dict[str, Any]) -> tuple[Any, int]:
     def encode(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
         out = encode_pairs(family, tokenizer, wrapper, (batch["instruction"], batch["response"]), **options)
         out[SOURCE_COLUMN] = batch[SOURCE_COLUMN]
+        out["id"] = batch["id"]
         return out
 
     procs = min(8, max(1, len(raw) // 50_000))  # a process per 50K rows: tokenising LaMini's 2.6M takes minutes

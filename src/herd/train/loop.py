@@ -69,7 +69,7 @@ class SeededOrder:
 
 def make_trainer(family: Family, model: Any, args: Any, tokenizer: Any, data: Tokenised, options: dict[str, Any]
                  ) -> Any:
-    """The family's Trainer with herd's data order. `options`: packing, group, callbacks."""
+    """The family's Trainer with herd's data order. `options`: packing, group, callbacks, kd ((weight, K) or None)."""
     from torch.utils.data import DataLoader
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
@@ -84,8 +84,23 @@ def make_trainer(family: Family, model: Any, args: Any, tokenizer: Any, data: To
                                 pin_memory=self.args.dataloader_pin_memory, drop_last=self.args.dataloader_drop_last)
             return self.accelerator.prepare(loader)
 
+        def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
+                         num_items_in_batch: Any = None) -> Any:
+            if "kd_ids" not in inputs:  # sft, or an eval batch without targets: transformers' own loss
+                return super().compute_loss(model, inputs, return_outputs=return_outputs,
+                                            num_items_in_batch=num_items_in_batch)
+            from herd.train.kd import compute_kd_loss
+
+            return compute_kd_loss(self, model, inputs, kd[0], return_outputs, num_items_in_batch)
+
+    kd = options.get("kd")
+    collator = collator_for(family, tokenizer, options["packing"])
+    if kd is not None:
+        from herd.train.kd import KDCollator
+
+        collator = KDCollator(collator, kd[1], tokenizer.padding_side)
     trainer = HerdTrainer(model=model, args=args, train_dataset=data.train, eval_dataset=data.eval,
-                          data_collator=collator_for(family, tokenizer, options["packing"]),
+                          data_collator=collator,
                           processing_class=tokenizer, callbacks=list(options.get("callbacks", ())))
     for noisy in (PrinterCallback, ProgressCallback):  # herd prints its own progress line
         trainer.remove_callback(noisy)
