@@ -227,7 +227,8 @@ def mock_logprobs(words: list[str], k: int) -> list[dict[str, Any]]:
         top = [word, *others]
         seed = hashlib.sha256(word.encode()).digest()
         lps = sorted((-0.1 - (seed[j] / 64.0) * (j + 1) for j in range(len(top))), reverse=True)
-        candidates = [{"token": t, "logprob": round(lp, 4), "bytes": list(t.encode())} for t, lp in zip(top, lps, strict=True)]
+        candidates = [{"token": t, "logprob": round(lp, 4), "bytes": list(t.encode())}
+                      for t, lp in zip(top, lps, strict=True)]
         out.append({"token": word, "logprob": candidates[0]["logprob"], "bytes": list(word.encode()),
                     "top_logprobs": candidates if k else [], "position": i})
     return out

@@ -144,7 +144,7 @@ def write_sidecar(folder: Path, rows: Iterable[tuple[str, str]], found: dict[str
 
 
 def read_sidecar(path: Path) -> tuple[dict[str, Any], dict[str, tuple[Any, Any, Any]]]:
-    """(metadata, {row id: (tokens (n,), ids (n, K), logprobs (n, K) float32)}); UserError for a file that is not one."""
+    """(metadata, {row id: (tokens (n,), ids (n, K), logprobs (n, K) float32)}); UserError for any other file."""
     import numpy as np
     import pyarrow.parquet as pq
 

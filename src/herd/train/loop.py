@@ -91,6 +91,7 @@ def make_trainer(family: Family, model: Any, args: Any, tokenizer: Any, data: To
                                             num_items_in_batch=num_items_in_batch)
             from herd.train.kd import compute_kd_loss
 
+            assert kd is not None  # targets come only from the KD collator
             return compute_kd_loss(self, model, inputs, kd[0], return_outputs, num_items_in_batch)
 
     kd = options.get("kd")
