@@ -94,37 +94,37 @@ def test_kd_loss_against_one_hot_top1_equals_cross_entropy():
     assert abs(float(parts["kl_sum"])) < 1e-4
 
 
-def test_kd_collator_packed_equals_padded(tiny_models):
-    """The targets follow the examples whether the batch is padded or packed: the same loss either way."""
-    from transformers import DataCollatorForSeq2Seq, DataCollatorWithFlattening
-
+def test_kd_targets_follow_examples_into_packed_and_bucketed_batches(tiny_models):
+    """The targets follow the examples whether the batch is packed into rows or padded to a bucket: same loss."""
     from herd.students import load_student
     from herd.students.training import packing_is_exact
-    from herd.train.kd import KDCollator, distill_loss
+    from herd.train.collate import BucketCollator, PackedCollator
+    from herd.train.kd import distill_loss
 
     student = load_student(str(tiny_models["llama"]), device="cpu", dtype="float32")
     model, tok = student.model.eval(), student.tokenizer
     assert packing_is_exact(model, "causal")
     torch.manual_seed(1)
     feats = []
-    for n in (6, 9, 4):
+    for n in (6, 9, 4, 7):
         ids = torch.randint(4, 150, (n,)).tolist()
         pos = list(range(2, n))
         feats.append({"input_ids": ids, "labels": [-100, -100, *ids[2:]], "kd_pos": pos,
                       "kd_ids": torch.randint(0, 150, (len(pos) * 2,)).tolist(),
                       "kd_lps": torch.log_softmax(torch.randn(len(pos), 3), -1)[:, :2].reshape(-1).tolist()})
     losses = []
-    for base in (DataCollatorForSeq2Seq(tok, label_pad_token_id=-100, padding="longest"),
-                 DataCollatorWithFlattening(separator_id=-100)):
-        batch = KDCollator(base, 2, "right")([dict(f) for f in feats])
+    for collate in (BucketCollator("causal", tok.pad_token_id, None, []), PackedCollator(tok.pad_token_id, 16, 4)):
+        batch = collate([dict(f) for f in feats])
         targets = {k: batch.pop(k) for k in ("kd_ids", "kd_lps", "kd_mask")}
         labels = batch.pop("labels")
+        assert targets["kd_ids"].shape[:2] == labels.shape and targets["kd_ids"].shape[2] == 2
+        inputs = {k: v for k, v in batch.items() if not k.startswith("herd_")}
         with torch.no_grad():
-            logits = model(**batch).logits
+            logits = model(**inputs).logits
         losses.append(distill_loss(logits, labels, targets, 0.7, shift=True))
-    (padded, p1), (packed, p2) = losses
+    (bucketed, p1), (packed, p2) = losses
     assert int(p1["taught"]) == int(p2["taught"]) == sum(len(f["kd_pos"]) for f in feats)
-    assert torch.allclose(padded, packed, rtol=1e-3)  # packing is exact to ~1e-4 per logit (packing_is_exact)
+    assert torch.allclose(bucketed, packed, rtol=1e-3)  # packing is exact to ~1e-4 per logit (packing_is_exact)
     assert torch.allclose(p1["kl_sum"], p2["kl_sum"], rtol=1e-3)
 
 

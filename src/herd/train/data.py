@@ -19,10 +19,12 @@ from herd.errors import UserError
 from herd.records import iter_rows, numbered_rows
 from herd.students import Family
 from herd.students.training import encode_pairs
+from herd.train.collate import label_tokens
 
 # LaMini's evaluation sets (../shared/data): herd refuses to train on them
 EVAL_SETS = ("self_instruct_user_oriented_instructions", "lamini_paper_hallucination_questions")
 SOURCE_COLUMN = "instruction_source"
+ROW_COLUMN = "source_row"  # the pair's line in its file (1-based), or its index + 1 in a dataset
 FILE_SUFFIXES = (".jsonl", ".json", ".csv", ".tsv", ".parquet")
 
 
@@ -42,6 +44,8 @@ class Tokenised:
     lengths: list[int]
     composition: dict[str, dict[str, float]]
     dropped: int
+    sizes: list[tuple[int, int]] = field(default_factory=list)  # (input tokens, label tokens) per training example
+    where: list[str] = field(default_factory=list)  # "file:line" (or "dataset row N") per training example
     kd: dict[str, Any] = field(default_factory=dict)  # objective kd: how many response tokens have a teacher target
 
 
@@ -81,7 +85,8 @@ def _rows(path: str, columns: tuple[str, str], stamp: str) -> Any:
             if not isinstance(row[name], str):
                 raise UserError(f"{path}:{number}: field {name!r} must be a string")
         yield {"instruction": row[instruction], "response": row[response],
-               SOURCE_COLUMN: str(row.get(SOURCE_COLUMN) or "unknown"), "id": str(row.get("id") or "")}
+               SOURCE_COLUMN: str(row.get(SOURCE_COLUMN) or "unknown"), ROW_COLUMN: number,
+               "id": str(row.get("id") or "")}
 
 
 def _from_file(path: Path, columns: tuple[str, str]) -> Any:
@@ -129,6 +134,7 @@ def _from_datasets(source: str, columns: tuple[str, str], split: str) -> Any:
     if SOURCE_COLUMN not in keep.column_names:
         keep = keep.add_column(SOURCE_COLUMN, ["unknown"] * len(keep))
     keep = keep.add_column("id", [str(i) for i in found["id"]] if "id" in found.column_names else [""] * len(keep))
+    keep = keep.add_column(ROW_COLUMN, list(range(1, len(keep) + 1)))
     return keep.filter(lambda i, r: bool(i) and bool(r), input_columns=["instruction", "response"])
 
 
@@ -165,7 +171,14 @@ def tokenise(
         raise UserError(f"{pairs.source}: no pair fits train.max_length = {options['max_length']} tokens")
     composition = _composition(train)
     lengths = list(train["length"])
-    keep = ["input_ids", "labels"]
+    counts = train.select_columns(["prompt_tokens", "response_tokens", ROW_COLUMN]).to_dict()
+    if family == "seq2seq":  # encoder input, labels
+        sizes = list(zip(counts["prompt_tokens"], counts["response_tokens"], strict=True))
+    else:
+        sizes = [(n, n) for n in lengths]
+    label = "line" if Path(pairs.source).is_file() else "row"
+    where = [f"{pairs.source} {label} {n}" if label == "row" else f"{pairs.source}:{n}" for n in counts[ROW_COLUMN]]
+    keep = ["input_ids", "labels", "loss_tokens"]
     coverage: dict[str, Any] = {}
     if kd is not None:
         from herd.train.kd import KD_FIELDS
@@ -179,7 +192,7 @@ def tokenise(
         if kd is not None:
             evaluation = attach(evaluation, kd[0], kd[1], family == "seq2seq")[0]
         evaluation = evaluation.select_columns(keep)
-    return Tokenised(train, evaluation, lengths, composition, dropped, coverage)
+    return Tokenised(train, evaluation, lengths, composition, dropped, sizes, where, coverage)
 
 
 def _encode(raw: Any, family: Family, tokenizer: Any, wrapper: str | None, options: dict[str, Any]) -> tuple[Any, int]:
@@ -187,6 +200,8 @@ def _encode(raw: Any, family: Family, tokenizer: Any, wrapper: str | None, optio
         out = encode_pairs(family, tokenizer, wrapper, (batch["instruction"], batch["response"]), **options)
         out[SOURCE_COLUMN] = batch[SOURCE_COLUMN]
         out["id"] = batch["id"]
+        out[ROW_COLUMN] = batch[ROW_COLUMN]
+        out["loss_tokens"] = [label_tokens(labels, family != "seq2seq") for labels in out["labels"]]
         return out
 
     procs = min(8, max(1, len(raw) // 50_000))  # a process per 50K rows: tokenising LaMini's 2.6M takes minutes

@@ -9,11 +9,15 @@ per label token is (1 - w) * CE + w * KL there and plain CE elsewhere; the sum i
 the whole accumulated step (Trainer's `num_items_in_batch`), as cross-entropy is, so gradient accumulation, padding
 and packing do not change what a token weighs. Against a one-hot teacher (top-1 with log-prob 0) KL equals CE.
 
-Reads nothing and writes nothing: herd.train.kd_data builds the per-example targets from the sidecar.
+herd.train.loss calls `distill_loss` when a batch carries targets; herd.train.collate lays them out with `kd_batch`
+at the positions each example's labels landed on (packed rows or padded buckets), so they follow the examples through
+token-budget batching. Reads nothing and writes nothing: herd.train.kd_data builds the per-example targets from the
+sidecar.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -66,74 +70,25 @@ def distill_loss(logits: Any, labels: Any, targets: dict[str, Any], weight: floa
     return per_token.sum() / denom, parts
 
 
-class KDCollator:
-    """Wraps the family's collator: pops each example's top-K targets, lets the base collator pad or pack the rest,
-    then lays the targets out as (rows, length, K) tensors at the positions the example's labels landed on.
+def kd_batch(features: Sequence[dict[str, Any]], starts: Sequence[tuple[int, int]], shape: tuple[int, ...]
+             ) -> dict[str, Any]:
+    """The examples' targets laid out like the batch's `labels` (of `shape`): (feature index, flat offset of its
+    first label) per example, as the collator placed it (packed rows or padded buckets); {} without targets."""
+    import torch
 
-    Placement: a batch with `position_ids` (packed rows; positions restart at 0 for each example) puts example i at
-    the i-th restart, row-major, which is how any packing collator concatenates examples in order; otherwise
-    example i is row i, right- or left-aligned as the tokenizer pads.
-    """
-
-    def __init__(self, base: Any, k: int, padding_side: str = "right") -> None:
-        self.base = base
-        self.k = k
-        self.padding_side = padding_side
-
-    def __call__(self, features: Sequence[dict[str, Any]]) -> dict[str, Any]:
-        taught = [{key: f.get(key) for key in KD_FIELDS} for f in features]
-        plain = [{key: v for key, v in f.items() if key not in KD_FIELDS} for f in features]
-        batch = self.base(plain)
-        if all(t["kd_pos"] is None for t in taught):
-            return batch
-        batch.update(self.layout(batch, taught, [len(f["labels"]) for f in plain]))
-        return dict(batch)
-
-    def layout(self, batch: Any, taught: list[dict[str, Any]], lengths: list[int]) -> dict[str, Any]:
-        import torch
-
-        rows, width = batch["labels"].shape
-        ids = torch.zeros((rows, width, self.k), dtype=torch.long)
-        lps = torch.full((rows, width, self.k), float("-inf"))
-        mask = torch.zeros((rows, width), dtype=torch.bool)
-        for index, (row, start) in enumerate(self.starts(batch, lengths)):
-            pos = taught[index]["kd_pos"]
-            if not pos:
-                continue
-            at = torch.as_tensor(pos, dtype=torch.long) + start
-            ids[row, at] = torch.as_tensor(taught[index]["kd_ids"], dtype=torch.long).view(len(pos), self.k)
-            lps[row, at] = torch.as_tensor(taught[index]["kd_lps"], dtype=torch.float32).view(len(pos), self.k)
-            mask[row, at] = True
-        return {"kd_ids": ids, "kd_lps": lps, "kd_mask": mask}
-
-    def starts(self, batch: Any, lengths: list[int]) -> list[tuple[int, int]]:
-        """(row, column) where each example's first token sits in the collated batch."""
-        rows, width = batch["labels"].shape
-        if "position_ids" in batch and rows < len(lengths):
-            found = (batch["position_ids"] == 0).nonzero().tolist()
-            if len(found) != len(lengths):
-                raise ValueError(f"kd: {len(found)} packed examples found for {len(lengths)} features")
-            return [(int(r), int(c)) for r, c in found]
-        left = self.padding_side == "left"
-        return [(i, width - n if left else 0) for i, n in enumerate(lengths)]
-
-
-def compute_kd_loss(trainer: Any, model: Any, inputs: dict[str, Any], weight: float, return_outputs: bool,
-                    num_items: Any) -> Any:
-    """Trainer.compute_loss for a batch with KD targets (herd's Trainer subclass calls it from its override)."""
-    targets = {key: inputs.pop(key) for key in BATCH_FIELDS}
-    labels = inputs.pop("labels")
-    core = trainer.accelerator.unwrap_model(model)
-    seq2seq = bool(getattr(core.config, "is_encoder_decoder", False))
-    if seq2seq:  # the decoder's inputs are the labels shifted right, as the model would make them itself
-        prepare = getattr(core, "prepare_decoder_input_ids_from_labels", None)
-        if prepare is None:
-            inputs["labels"] = labels  # the model derives them (and computes a CE we do not use)
-        else:
-            inputs["decoder_input_ids"] = prepare(labels=labels)
-    outputs = model(**inputs)
-    loss, parts = distill_loss(outputs.logits, labels, targets, weight, shift=not seq2seq, num_items=num_items)
-    if trainer.args.average_tokens_across_devices and num_items is not None:
-        loss = loss * trainer.accelerator.num_processes  # DDP averages gradients; num_items counts every rank
-    trainer.kd_parts = parts
-    return (loss, outputs) if return_outputs else loss
+    if not features or "kd_pos" not in features[0]:
+        return {}
+    k = next((len(f["kd_ids"]) // len(f["kd_pos"]) for f in features if f["kd_pos"]), 1)
+    size = math.prod(shape)
+    ids = torch.zeros((size, k), dtype=torch.long)
+    lps = torch.full((size, k), float("-inf"))
+    mask = torch.zeros(size, dtype=torch.bool)
+    for index, start in starts:
+        pos = features[index]["kd_pos"]
+        if not pos:
+            continue
+        at = torch.as_tensor(pos, dtype=torch.long) + start
+        ids[at] = torch.as_tensor(features[index]["kd_ids"], dtype=torch.long).view(len(pos), k)
+        lps[at] = torch.as_tensor(features[index]["kd_lps"], dtype=torch.float32).view(len(pos), k)
+        mask[at] = True
+    return {"kd_ids": ids.view(*shape, k), "kd_lps": lps.view(*shape, k), "kd_mask": mask.view(shape)}
