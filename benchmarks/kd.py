@@ -51,7 +51,8 @@ def teacher_responses(work: Path, args: argparse.Namespace) -> Path:
 
     write_instructions(work / "instructions.jsonl", args.pairs)
     cfg = load_config(None, [f"run.dir={str(work)!r}", "run.name='kd'", "run.quiet=true", "teacher.batch_size=16",
-                             f"responses.input={str(work / 'instructions.jsonl')!r}", f"responses.top_logprobs={args.k}",
+                             f"responses.input={str(work / 'instructions.jsonl')!r}",
+                             f"responses.top_logprobs={args.k}",
                              f"responses.max_tokens={args.max_tokens}", "responses.temperature=0.7"])
     return responses.run(cfg)
 
@@ -87,7 +88,6 @@ def step_timer() -> Any:
 def train_student(objective: str, pairs: Path, stage: Path, out: Path, args: argparse.Namespace) -> dict[str, Any]:
     from herd import train
     from herd.config import load_config
-
     from herd.teacher.embedded import embedded_model_path
 
     run_file = out.parent / f"{objective}.toml"

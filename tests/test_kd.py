@@ -308,3 +308,66 @@ def test_top_logprobs_off_keeps_old_journal_keys(k):
     plain = Request.chat("hi", max_tokens=5)
     assert Request.chat("hi", max_tokens=5, top_logprobs=k).key("m") == plain.key("m")
     assert Request.chat("hi", max_tokens=5, top_logprobs=3).key("m") != plain.key("m")
+
+
+def kd_run_file(tmp_path: Path, teacher: Path, student: Path, rows: Path) -> Path:
+    path = tmp_path / "run.toml"
+    path.write_text(f"""[run]
+dir = {json.dumps(str(tmp_path / "runs"))}
+name = "kd"
+stages = ["responses", "train"]
+quiet = true
+
+[teacher]
+model = {json.dumps(str(teacher))}
+device = "cpu"
+dtype = "float32"
+
+[responses]
+input = {json.dumps(str(rows))}
+top_logprobs = 4
+max_tokens = 10
+
+[train]
+objective = "kd"
+batch_size = 4
+micro_batch_size = 2
+max_steps = 2
+max_length = 64
+report_to = []
+wrapper = ""
+
+[[train.students]]
+name = "kd-student"
+base = {json.dumps(str(student))}
+lr = 0.001
+""", encoding="utf-8")
+    return path
+
+
+def test_herd_run_makes_a_kd_student_from_a_config(tmp_path, tiny_models):
+    run_file = kd_run_file(tmp_path, tiny_models["llama"], tiny_models["gpt2"], write_rows(tmp_path / "in.jsonl", 8))
+    proc = subprocess.run([sys.executable, "-m", "herd", "run", str(run_file), "-q", "--yes"], capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    meta = json.loads((tmp_path / "runs" / "kd" / "train" / "kd-student" / "herd.json").read_text())
+    assert meta["objective"]["objective"] == "kd" and meta["objective"]["coverage"]["rows_with_topk"] == 8
+
+
+@pytest.mark.slow
+def test_kd_under_accelerate_with_two_processes(tmp_path, tiny_models):
+    from herd import responses
+
+    rows = write_rows(tmp_path / "in.jsonl", 16)
+    run_file = kd_run_file(tmp_path, tiny_models["llama"], tiny_models["gpt2"], rows)
+    responses.run(load_config(run_file))
+    accelerate = Path(sys.executable).with_name("accelerate")
+    repo = Path(__file__).resolve().parents[1]
+    out = subprocess.run([str(accelerate), "launch", "--config_file", str(repo / "configs/accelerate/ddp.yaml"),
+                          "--num_processes", "2", "-m", "herd", "train", "-c", str(run_file)],
+                         capture_output=True, text=True, timeout=300, cwd=repo,
+                         env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    assert out.returncode == 0, out.stderr[-3000:]
+    meta = json.loads((tmp_path / "runs" / "kd" / "train" / "kd-student" / "herd.json").read_text())
+    assert meta["recipe"]["world_size"] == 2 and meta["objective"]["objective"] == "kd"
+    assert meta["stats"]["steps"] == 2 and meta["stats"]["train_loss"] == meta["stats"]["train_loss"]  # not NaN
