@@ -369,4 +369,5 @@ class TrainConfig:
                                                  "teacher's stored top-K distributions (responses.top_logprobs).")
     kd_weight: float = opt(0.5, "With objective kd: loss = (1 - w) * CE + w * KL at positions with a teacher "
                                 "distribution (CE alone elsewhere), 0 <= w <= 1.")
-    kd_topk: str = opt("", "Top-K sidecar for objective kd ('' = this run's responses/topk.parquet).")
+    kd_topk: str = opt("", "Top-K sidecar for objective kd: a topk.parquet or a responses folder (its shards' too) "
+                           "('' = this run's responses/).")

@@ -140,8 +140,8 @@ def kd_record(kd: dict[str, Any] | None, tc: TrainConfig) -> dict[str, Any]:
         return {"objective": tc.objective}
     meta = kd["meta"]
     return {"objective": "kd", "kd_weight": kd["weight"], "top_k": meta["k"], "teacher": meta.get("teacher", ""),
-            "teacher_tokenizer": meta["name"], "vocab_sha256": meta["vocab_sha256"], "sidecar": tc.kd_topk or
-            "responses/topk.parquet", "distribution": meta.get("distribution", "")}
+            "teacher_tokenizer": meta["name"], "vocab_sha256": meta["vocab_sha256"], "sidecar": meta["source"],
+            "distribution": meta.get("distribution", "")}
 
 
 def train_one(cfg: Config, plan: Plan, pairs: Pairs, wrapper: str | None, extra: tuple[Sequence[Any], Any],

@@ -20,20 +20,28 @@ from herd.students import IGNORE
 from herd.teacher.topk import SIDECAR, read_sidecar, vocab_digest
 
 
-def sidecar_path(kd_topk: str, run_dir: Path) -> Path:
-    path = Path(kd_topk) if kd_topk else run_dir / "responses" / SIDECAR
-    if path.is_dir():
-        path = path / SIDECAR
-    if not path.is_file():
-        raise UserError(f"train.kd_topk: {path} not found (set responses.top_logprobs = K and run herd responses, "
-                        "or point train.kd_topk at a topk.parquet)")
-    return path
+def sidecar_paths(kd_topk: str, run_dir: Path) -> list[Path]:
+    """The sidecar file, or every topk.parquet of a responses folder and its shard-i-of-n/ folders."""
+    path = Path(kd_topk) if kd_topk else run_dir / "responses"
+    found = [path] if path.is_file() else sorted([*path.glob(SIDECAR), *path.glob(f"shard-*/{SIDECAR}")])
+    if not found:
+        raise UserError(f"train.kd_topk: no {SIDECAR} at {path} (set responses.top_logprobs = K and run herd "
+                        "responses, or point train.kd_topk at a topk.parquet)")
+    return found
 
 
 def load_targets(kd_topk: str, run_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    meta, rows = read_sidecar(sidecar_path(kd_topk, run_dir))
+    """(metadata, targets by row id) from one sidecar or several shards' (which must share a tokenizer and K)."""
+    meta: dict[str, Any] = {}
+    rows: dict[str, Any] = {}
+    for path in sidecar_paths(kd_topk, run_dir):
+        one, found = read_sidecar(path)
+        if meta and (one["vocab_sha256"], one["k"]) != (meta["vocab_sha256"], meta["k"]):
+            raise UserError(f"{path}: top-K from another tokenizer or K than {meta['source']}")
+        meta = meta or {**one, "source": str(path)}
+        rows.update(found)
     if not rows:
-        raise UserError(f"{sidecar_path(kd_topk, run_dir)}: no rows with top-K log-probs")
+        raise UserError(f"{meta['source']}: no rows with top-K log-probs")
     return meta, rows
 
 
