@@ -244,9 +244,11 @@ def setup_batches(data: Any, plan: Plan, tc: TrainConfig, student: Any, packing:
 
 def decide_packing(mode: str, model: Any, plan: Plan) -> bool:
     """Pack decoder-only examples into fixed-length rows when the model provably keeps packed examples apart (see
-    packing_is_exact): flash-attention's varlen kernel or SDPA/eager with a block-diagonal mask built from the
-    position ids. auto falls back to length buckets when the check fails; on stops."""
-    if mode == "off" or not supports_packing(plan.family):
+    packing_is_exact). auto packs under flash-attention, whose varlen kernel attends within each example only;
+    with SDPA/eager a packed row needs a block-diagonal mask over the whole row, and length buckets measured faster
+    (benchmarks/train_throughput.py); on packs with whichever kernel is loaded, and stops if the check fails."""
+    kernel = str(getattr(model.config, "_attn_implementation", "") or "")
+    if mode == "off" or not supports_packing(plan.family) or (mode == "auto" and not kernel.startswith("flash")):
         return False
     import torch
 

@@ -2,8 +2,9 @@
 
 A micro-batch holds at most `train.batch_tokens` token positions (padding included) and at most the step's share of
 examples. Decoder-only examples are packed into rows of one fixed length (position ids restart per example, no
-attention across examples); encoder-decoder examples (and decoders that cannot be packed exactly) are padded to
-length buckets that are multiples of 64, at most 8 of them, each with a fixed number of rows. An epoch therefore sees
+attention across examples); encoder-decoder examples (and decoders that are not packed) are padded to at most 8
+length buckets (multiples of 16, chosen from the data to waste the least padding), each with a fixed number of
+rows. An epoch therefore sees
 at most 16 distinct shapes, and the number of micro-batches per epoch is the same in every epoch, which the Trainer's
 step counting and resume rely on.
 
@@ -23,13 +24,19 @@ from typing import Any
 
 from herd.errors import UserError
 
-BUCKET = 64  # bucket and row lengths are multiples of this
+BUCKET = 16  # every bucket length is a multiple of this (16 up to 128, 64 up to 512, then 128); rows of 64
+ROW = 64
 MAX_BUCKETS = 8  # full micro-batch + one tail per bucket: at most 16 shapes
 DEFAULT_BATCH_TOKENS = {"cpu": 4096, "cuda": 16384, "mps": 8192}
 
 
-def round_up(n: int, step: int = BUCKET) -> int:
+def round_up(n: int, step: int = ROW) -> int:
     return max(step, -(-n // step) * step)
+
+
+def bucket_length(n: int) -> int:
+    """The smallest candidate bucket length that holds n tokens: fine steps where LaMini's lengths are dense."""
+    return round_up(n, 16 if n <= 128 else 64 if n <= 512 else 128)
 
 
 def default_batch_tokens(device_kind: str) -> int:
@@ -65,7 +72,7 @@ def check_budget(batch_tokens: int, costs: Sequence[int], real: Sequence[int], w
     """batch_tokens must hold the longest example, padding included (UserError naming it and its length)."""
     longest = max(range(len(costs)), key=lambda i: (costs[i], real[i]))
     if costs[longest] > batch_tokens:
-        padded = f", {costs[longest]} padded to multiples of {BUCKET}" if costs[longest] != real[longest] else ""
+        padded = f", {costs[longest]} padded to its bucket" if costs[longest] != real[longest] else ""
         raise UserError(f"train.batch_tokens = {batch_tokens}: smaller than the longest training example "
                         f"({where[longest]}: {real[longest]} tokens{padded}); raise train.batch_tokens to at least "
                         f"{costs[longest]}")
@@ -81,10 +88,10 @@ def make_layout(sizes: Sequence[tuple[int, int]], family: str, packing: bool, ba
         return Layout("packed", batch_tokens, max_examples, row_length=row, rows=max(1, batch_tokens // row),
                       flat=flat)
     if family == "seq2seq":
-        keys = [(round_up(a), round_up(b)) for a, b in sizes]
+        keys = [(bucket_length(a), bucket_length(b)) for a, b in sizes]
         real = [a + b for a, b in sizes]
     else:
-        keys = [(round_up(a), 0) for a, _ in sizes]
+        keys = [(bucket_length(a), 0) for a, _ in sizes]
         real = [a for a, _ in sizes]
     check_budget(batch_tokens, [a + b for a, b in keys], real, where)
     merged = merge_buckets(Counter(keys))

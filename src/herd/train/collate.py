@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from herd.students import IGNORE
-from herd.train.batching import round_up, segment, shape_rows
+from herd.train.batching import bucket_length, segment, shape_rows
 from herd.train.kd import kd_batch
 
 HOST_COUNTS = ("herd_tokens", "herd_label_tokens")
@@ -83,10 +83,10 @@ class PackedCollator:
 
 
 class BucketCollator:
-    """Rows padded to their bucket's lengths (multiples of 64): `input_ids` / `attention_mask` to the input length,
+    """Rows padded to their bucket's lengths (multiples of 16): `input_ids` / `attention_mask` to the input length,
     `labels` (-100) to the label length; encoder-decoders also get `decoder_input_ids` (labels shifted right after
     the decoder start token, made here on the host). Training features carry their bucket id; evaluation batches
-    without one pad to the next multiple of 64."""
+    without one pad to the next candidate bucket length."""
 
     def __init__(self, family: str, pad_id: int, start_id: int | None, buckets: Sequence[tuple[int, int]]) -> None:
         self.family, self.pad_id, self.start_id, self.buckets = family, pad_id, start_id, list(buckets)
@@ -98,8 +98,8 @@ class BucketCollator:
         if "bucket" in features[0]:
             width, label_width = self.buckets[max(int(f["bucket"]) for f in features)]
         else:
-            width = round_up(max(len(f["input_ids"]) for f in features))
-            label_width = round_up(max(len(f["labels"]) for f in features))
+            width = bucket_length(max(len(f["input_ids"]) for f in features))
+            label_width = bucket_length(max(len(f["labels"]) for f in features))
         label_width = label_width if seq2seq else width
         ids, mask, labels, decoder = [], [], [], []
         for f in features:
