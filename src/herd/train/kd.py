@@ -60,9 +60,8 @@ def distill_loss(logits: Any, labels: Any, targets: dict[str, Any], weight: floa
     logq = torch.log_softmax(logits[chosen].float(), dim=-1)
     ce = -logq.gather(1, labels[chosen][:, None])[:, 0]
     taught = mask[chosen]
-    kl = torch.zeros_like(ce)
-    if weight > 0 and bool(taught.any()):
-        kl = kl.masked_scatter(taught, topk_kl(logq[taught], ids[chosen][taught], lps[chosen][taught]))
+    # every chosen row at once (an untaught row has no valid slot and gets 0): no (rows, vocab) copy of logq
+    kl = torch.where(taught, topk_kl(logq, ids[chosen], lps[chosen]), torch.zeros_like(ce))
     per_token = torch.where(taught, (1 - weight) * ce + weight * kl, ce)
     denom = num_items if num_items is not None else chosen.sum().clamp_min(1)
     parts = {"ce_sum": ce.detach().sum(), "kl_sum": kl.detach().sum(), "tokens": chosen.sum(),
