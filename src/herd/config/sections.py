@@ -329,7 +329,8 @@ class TrainConfig:
                                    "by batch_tokens).")
     batch_tokens: int = opt(0, "Token positions (padding included) per micro-batch per device; gradient accumulation "
                                "makes up batch_size examples a step and the loss is the mean over the step's label "
-                               "tokens. 0 = by device: 4096 on CPU, 16384 on CUDA, 8192 on MPS.")
+                               "tokens. 0 = by device: 1024 on CPU, 16384 on CUDA, 8192 on MPS (raised to hold "
+                               "the longest example).")
     lr_seq2seq: float = opt(5e-4, "Learning rate of encoder-decoder students (the paper: 5e-4).")
     lr_causal: float = opt(2e-5, "Learning rate of decoder-only students (the paper: 2e-5).")
     scheduler: str = opt("cosine", "Learning-rate schedule: a transformers lr_scheduler_type (open; Alpaca's cosine).")

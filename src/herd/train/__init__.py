@@ -221,14 +221,14 @@ class Batches:
 
 def setup_batches(data: Any, plan: Plan, tc: TrainConfig, student: Any, packing: bool, seed: int) -> Batches:
     """Token-budget micro-batches for one student (UserError if batch_tokens cannot hold its longest example)."""
-    from herd.train.batching import TokenBudgetBatches, accumulation_for, make_layout
+    from herd.train.batching import TokenBudgetBatches, accumulation_for, make_layout, smallest_budget
     from herd.train.collate import BucketCollator, PackedCollator
 
     world = world_size()
     cap = max(1, -(-plan.recipe.batch_size // world))  # a micro-batch never holds more than a device's step share
     flat = packing and str(getattr(student.model.config, "_attn_implementation", "")).startswith("flash")
-    layout = make_layout(data.sizes, plan.family, packing, device.batch_tokens(tc.batch_tokens), cap, data.where,
-                         flat)
+    budget = tc.batch_tokens or max(device.batch_tokens(0), smallest_budget(data.sizes, plan.family, packing))
+    layout = make_layout(data.sizes, plan.family, packing, budget, cap, data.where, flat)
     tok = student.tokenizer
     if layout.kind == "packed":
         collator: Any = PackedCollator(tok.pad_token_id, layout.row_length, layout.rows, flat)

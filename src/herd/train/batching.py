@@ -27,7 +27,8 @@ from herd.errors import UserError
 BUCKET = 16  # every bucket length is a multiple of this (16 up to 128, 64 up to 512, then 128); rows of 64
 ROW = 64
 MAX_BUCKETS = 8  # full micro-batch + one tail per bucket: at most 16 shapes
-DEFAULT_BATCH_TOKENS = {"cpu": 4096, "cuda": 16384, "mps": 8192}
+# measured on CPU (benchmarks/train_throughput.py): per token, 1024-token micro-batches ran faster than 2048 or 4096
+DEFAULT_BATCH_TOKENS = {"cpu": 1024, "cuda": 16384, "mps": 8192}
 
 
 def round_up(n: int, step: int = ROW) -> int:
@@ -76,6 +77,13 @@ def check_budget(batch_tokens: int, costs: Sequence[int], real: Sequence[int], w
         raise UserError(f"train.batch_tokens = {batch_tokens}: smaller than the longest training example "
                         f"({where[longest]}: {real[longest]} tokens{padded}); raise train.batch_tokens to at least "
                         f"{costs[longest]}")
+
+
+def smallest_budget(sizes: Sequence[tuple[int, int]], family: str, packing: bool) -> int:
+    """The smallest batch_tokens that holds every example (padding included): a default is raised to it."""
+    if packing or family != "seq2seq":
+        return max(a for a, _ in sizes) if packing else max(bucket_length(a) for a, _ in sizes)
+    return max(bucket_length(a) + bucket_length(b) for a, b in sizes)
 
 
 def make_layout(sizes: Sequence[tuple[int, int]], family: str, packing: bool, batch_tokens: int, max_examples: int,
