@@ -18,8 +18,8 @@ BINARY = b'{"id": "a", "instruction": "hi", "response": "hello"}\n\xff\xfe\x00bi
 
 def herd(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
-    return subprocess.run([sys.executable, "-m", "herd", args[0], "-q", *args[1:]], cwd=cwd, capture_output=True, text=True,
-                          timeout=300, env=env)
+    return subprocess.run([sys.executable, "-m", "herd", args[0], "-q", *args[1:]], cwd=cwd, capture_output=True,
+                          text=True, timeout=300, env=env)
 
 
 def one_line_exit_2(out: subprocess.CompletedProcess[str], message: str) -> None:

@@ -57,8 +57,8 @@ class Gateway(BaseHTTPRequestHandler):
         if self.garbage:
             self._send(200, ("x" * 63 + KEY + " upstream said no").encode(), "text/plain")
             return
-        body = {"id": "c", "choices": [{"message": {"role": "assistant", "content": "an answer"},
-                                         "finish_reason": "stop"}], "usage": {"prompt_tokens": 3, "completion_tokens": 2}}
+        choice = {"message": {"role": "assistant", "content": "an answer"}, "finish_reason": "stop"}
+        body = {"id": "c", "choices": [choice], "usage": {"prompt_tokens": 3, "completion_tokens": 2}}
         self._send(200, json.dumps(body).encode())
 
 
