@@ -99,7 +99,10 @@ def empty_input(p: str | Path) -> UserError:
 
 
 def _parquet_rows(p: Path) -> Iterator[tuple[int, Row]]:
-    import pyarrow.parquet as pq
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise UserError(f"{p}: reading Parquet needs pyarrow (pip install 'herd[data]')") from None
 
     table = pq.read_table(p)
     yield from enumerate(table.to_pylist(), start=1)
