@@ -34,15 +34,17 @@ def sub(cls: type, doc: str) -> Any:
 class _Where:
     file: str
     lines: dict[str, int]
+    files: dict[str, str] = field(default_factory=dict)  # key -> the included file that set it, where not `file`
 
     def at(self, key: str) -> str:
         line = self.lines.get(key)
         if line == 0:
             return "--set"
         if line is None:  # a whole section's line, or the file
-            section = key.rsplit(".", 1)[0]
-            line = self.lines.get(section)
-        return f"{self.file}:{line}" if line else self.file
+            key = key.rsplit(".", 1)[0]
+            line = self.lines.get(key)
+        file = self.files.get(key, self.file)
+        return f"{file}:{line}" if line else file
 
 
 _HEADER = re.compile(r"^\s*\[\[?\s*([A-Za-z0-9_.\-\" ]+?)\s*\]\]?\s*(#.*)?$")
@@ -53,11 +55,16 @@ def key_lines(text: str) -> dict[str, int]:
     """Map each dotted key (and section) of a TOML text to the line that sets it (1-based)."""
     found: dict[str, int] = {}
     section = ""
+    arrays: dict[str, int] = {}  # [[name]] tables seen so far: the n-th one is name[n]
     for number, line in enumerate(text.splitlines(), start=1):
         header = _HEADER.match(line)
         if header:
             section = header.group(1).replace('"', "").replace(" ", "")
             found.setdefault(section, number)
+            if line.lstrip().startswith("[["):
+                arrays[section] = arrays.get(section, -1) + 1
+                section = f"{section}[{arrays[section]}]"
+                found.setdefault(section, number)
             continue
         key = _KEY.match(line)
         if key:
