@@ -38,11 +38,11 @@ class _Where:
 
     def at(self, key: str) -> str:
         line = self.lines.get(key)
+        while line is None and re.search(r"[.\[]", key):  # the line of the table (or --set) that holds the key
+            key = re.sub(r"(\.[^.\[]*|\[\d+\])$", "", key)
+            line = self.lines.get(key)
         if line == 0:
             return "--set"
-        if line is None:  # a whole section's line, or the file
-            key = key.rsplit(".", 1)[0]
-            line = self.lines.get(key)
         file = self.files.get(key, self.file)
         return f"{file}:{line}" if line else file
 

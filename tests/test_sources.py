@@ -1,0 +1,238 @@
+"""[[sources]]: the paper's seven sources as one run, offline. Hub prompt sets come from small copies in the offline
+`datasets` cache (tests/hub_fixtures.py), the teacher is the mock OpenAI server; the whole recipe of
+configs/lamini/paper.toml runs at run.scale, is killed with SIGKILL, resumes without asking a finished call again,
+and a second run does nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from herd.config import load_config
+from herd.errors import UserError
+from herd.mix import LAMINI_TABLE1
+from herd.plan import make_plan
+from herd.run import select, stage_config
+from herd.teacher.mockserver import fetch_ledger, spawn
+from tests.hub_fixtures import alpaca_rows, flan_rows, p3_rows, write_cached
+
+REPO = Path(__file__).resolve().parents[1]
+PAPER = REPO / "configs" / "lamini" / "paper.toml"
+SCALE = 0.0002  # 516 pairs of the paper's 2.58M, the same shares
+
+
+def paper_subsets() -> list[str]:
+    return list(load_config(PAPER).sources[2].subsets)
+
+
+def hub_cache(root: Path) -> Path:
+    """The Hub datasets paper.toml names, as small prepared copies in an offline datasets cache."""
+    cache = root / "hf-datasets"
+    write_cached(cache, "tatsu-lab/alpaca", alpaca_rows(14))
+    for task in paper_subsets():
+        write_cached(cache, "bigscience/P3", p3_rows(task, 30), config=task)
+    write_cached(cache, "Muennighoff/flan", flan_rows(240))
+    return cache
+
+
+def recipe(tmp_path: Path, url: str, extra: str = "") -> Path:
+    """paper.toml itself (included, not copied) with the mock as teacher and a small scale."""
+    cfg = tmp_path / "trial.toml"
+    cfg.write_text(f"""include = {json.dumps(str(PAPER))}
+[run]
+dir = {json.dumps(str(tmp_path / 'runs'))}
+scale = {SCALE}
+stages = ["instructions", "responses", "mix", "dedup"]
+[teacher]
+base_urls = [{json.dumps(url)}]
+model = "mock"
+api_key_env = ""
+concurrency = 4
+backoff_base_s = 0.01
+backoff_max_s = 0.05
+[responses]
+max_tokens = 64
+{extra}""")
+    return cfg
+
+
+def herd(cfg: Path, cache: Path, *args: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "HF_DATASETS_CACHE": str(cache), "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1",
+           "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "herd", "run", str(cfg), "-q", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=env)
+
+
+def finished_calls(journal: Path) -> dict[str, float]:
+    """Prompt -> when the journal recorded its call as finished."""
+    if not journal.exists():
+        return {}
+    db = sqlite3.connect(journal, timeout=30)
+    try:
+        rows = db.execute("SELECT request, created FROM calls WHERE status = 'ok'").fetchall()
+    except sqlite3.OperationalError:
+        rows = []
+    finally:
+        db.close()
+    return {json.loads(r)["messages"][-1]["content"]: created for r, created in rows}
+
+
+def test_paper_recipe_at_small_scale_offline_killed_resumed_and_idle_on_a_second_run(tmp_path):
+    cache = hub_cache(tmp_path)
+    run_dir = tmp_path / "runs" / "lamini"
+    journal = run_dir / "journal.sqlite"
+    with spawn("--latency", "0.01", "--concurrency", "8") as url:
+        cfg = recipe(tmp_path, url)
+        first = herd(cfg, cache)
+        deadline = time.monotonic() + 120
+        while len(finished_calls(journal)) < 120 and first.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert first.poll() is None, first.communicate()[0]  # still running: the kill falls mid-run
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=30)
+        second = herd(cfg, cache)
+        out, _ = second.communicate(timeout=300)
+        assert second.returncode == 0, out
+        ledger = fetch_ledger(url)
+        third = herd(cfg, cache)
+        again, _ = third.communicate(timeout=120)
+        assert third.returncode == 0, again
+        after = fetch_ledger(url)
+    # The endpoint saw no attempt at a call after herd had recorded it as finished.
+    calls = {c["prompt"]: c for c in ledger["calls"].values()}
+    finished = finished_calls(journal)
+    for prompt, when in finished.items():
+        assert all(t < when for t, _ in calls[prompt]["events"]), prompt
+    # A second run does nothing: every stage is up to date and the endpoint is not asked again.
+    assert after["requests"] == ledger["requests"]
+    assert again.count("up to date, skipped") == 16, again  # 7 sources x 2 stages, mix, dedup
+    # Each source gave its scaled count, under its own label, and the mix holds the paper's shares.
+    sources = load_config(cfg).sources
+    wanted = {s.label or stage_label(s): round(s.count * SCALE) for s in sources}
+    mixed = [json.loads(line) for line in (run_dir / "mix" / "data.jsonl").read_text().splitlines()]
+    assert Counter(r["instruction_source"] for r in mixed) == wanted
+    total = sum(wanted.values())
+    assert total == 516
+    for label, share in LAMINI_TABLE1.items():
+        assert abs(wanted[label] - share / sum(LAMINI_TABLE1.values()) * total) <= 1
+    assert len({r["id"] for r in mixed}) == len(mixed)
+    alpaca = [r for r in mixed if r["instruction_source"] == "alpaca"]
+    assert all(r["id"].startswith("alpaca:") and r["response"] for r in alpaca)
+    p3 = [r for r in mixed if r["instruction_source"] == "original_p3"]
+    assert all(" question " in r["instruction"] for r in p3)  # the mapped field, inputs_pretokenized
+    assert (run_dir / "dedup" / "data.jsonl").is_file()
+
+
+def stage_label(src) -> str:  # type: ignore[no-untyped-def]
+    from herd.sources import label_of
+
+    return label_of(src)
+
+
+def test_hub_prompt_sets_load_offline_with_field_mapping(tmp_path, monkeypatch):
+    import datasets
+
+    from herd import sources
+    from herd.run import expand
+
+    cache = hub_cache(tmp_path)
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", cache)
+    cfg = load_config(PAPER, [f"run.dir={json.dumps(str(tmp_path / 'runs'))}", f"run.scale={SCALE}"])
+    specs = {s.name: s for s in expand(cfg)}
+    alpaca = sources.load(stage_config(cfg, specs["prompts:alpaca"]))
+    assert len(alpaca) == 14 and alpaca[0]["input"] == "The garden is 1 square meters."
+    assert {r["instruction_source"] for r in alpaca} == {"alpaca"}
+    p3 = sources.load(stage_config(cfg, specs["prompts:original_p3"]))
+    assert len(p3) == 30 * len(paper_subsets()) and {r["group"] for r in p3} == set(paper_subsets())
+    # the paper's P3/FLAN rule: a call's three examples come from one task
+    from herd.instructions.render import plan_calls
+    from herd.instructions.seeds import FieldMap, load_pool
+
+    ic = stage_config(cfg, specs["instructions:generated_p3"]).instructions
+    pool = load_pool(ic.seeds, FieldMap(ic.id_field, ic.instruction_field, ic.input_field, ic.group_field),
+                     ic.seeds_split, ic.seeds_subset)
+    for call in plan_calls(pool.seeds, [], ic.calls, ("example",), 0, (3, 3)):
+        assert len({s.group for s in call.seeds}) == 1
+    # a mapped field the dataset lacks: one line naming the field and the dataset
+    broken = load_config(PAPER, [f"run.dir={json.dumps(str(tmp_path / 'runs'))}"])
+    bad = stage_config(broken, specs["prompts:alpaca"])
+    bad = bad.__class__(**{**bad.__dict__, "instructions": bad.instructions.__class__(
+        **{**bad.instructions.__dict__, "instruction_field": "prompt"})})
+    with pytest.raises(UserError, match=r"^tatsu-lab/alpaca\[train\]:1: missing field 'prompt'$"):
+        sources.load(bad)
+    # a local JSONL prompt set works the same way
+    local = tmp_path / "mine.jsonl"
+    local.write_text("".join(json.dumps({"id": f"m{i}", "instruction": f"Name {i} rivers."}) + "\n" for i in range(3)))
+    own = load_config(None, [f"run.dir={json.dumps(str(tmp_path / 'runs'))}", "sources=[{kind='answer', label='mine', "
+                             f"data={json.dumps(str(local))}, count=3}}]"])
+    rows = sources.load(stage_config(own, expand(own)[0]))
+    assert [r["id"] for r in rows] == ["mine:m0", "mine:m1", "mine:m2"]
+
+
+def test_every_lamini_config_plans_the_papers_run_offline():
+    paper = load_config(PAPER)
+    for path in sorted((REPO / "configs" / "lamini").glob("*.toml")):
+        cfg = load_config(path)
+        assert cfg.sources == paper.sources and cfg.mix == paper.mix and cfg.teacher == paper.teacher, path
+        assert len(cfg.train.students) == (17 if path == PAPER else 1)
+        plan = make_plan(cfg, select(cfg))
+        assert sum(e.pairs for e in plan) == 2_580_000
+        trial = load_config(path, ["run.scale=0.001"])
+        assert sum(e.pairs for e in make_plan(trial, select(trial))) == 2_580
+    labels = {stage_label(s) for s in paper.sources}
+    assert labels == set(LAMINI_TABLE1)
+    assert {stage_label(s): s.count for s in paper.sources} == {k: round(v * 1e6) for k, v in LAMINI_TABLE1.items()}
+
+
+def test_plan_prices_the_paper_with_gpt_35_and_needs_no_network():
+    out = subprocess.run([sys.executable, "-m", "herd", "plan", str(PAPER)], capture_output=True, text=True,
+                         timeout=120, env={**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"})
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert "teacher: openai:gpt-3.5-turbo" in lines[0]
+    for label in LAMINI_TABLE1:
+        row = next(line for line in lines if line.startswith(f"responses:{label} "))
+        assert float(row.split()[5]) > 0  # dollars at gpt-3.5-turbo's price
+    assert "2,580,000 pairs to the mix" in lines[-1]
+
+
+@pytest.mark.parametrize(
+    ("sets", "message"),
+    [
+        (['sources=[{kind="bogus", count=1}]'], "sources[0].kind = 'bogus' is not one of"),
+        (["mix.total=2000000"], "sources: the counts add up to 2,580,000 pairs, not mix.total = 2,000,000"),
+        (["run.scale=0.000009"], "run.scale = 9e-06 rounds sources[4] (alpaca, 50000 pairs) to 0 pairs"),
+        (['sources=[{kind="answer", count=5}]'], "sources[0].data: an answer source needs a prompt set"),
+    ],
+)
+def test_bad_recipe_is_one_line_exit_2_and_spends_nothing(tmp_path, sets, message):
+    args = [a for s in sets for a in ("--set", s)]
+    out = subprocess.run([sys.executable, "-m", "herd", "run", str(PAPER), "--yes", "-q", "--set",
+                          f"run.dir={json.dumps(str(tmp_path / 'runs'))}", *args], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 2, out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1 and message in out.stderr, out.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_hub_prompt_set_without_the_mapped_field_stops_before_any_call(tmp_path):
+    cache = hub_cache(tmp_path)
+    with spawn("--latency", "0.01") as url:
+        cfg = recipe(tmp_path, url, extra='[[sources]]\nkind = "example"\ncount = 200000\n[[sources]]\nkind = "answer"\n'
+                     'label = "alpaca2"\ndata = "tatsu-lab/alpaca"\ninstruction_field = "prompt"\ncount = 50000\n'
+                     '[mix]\ntotal = 0\n')
+        proc = herd(cfg, cache)
+        out, _ = proc.communicate(timeout=120)
+        ledger = fetch_ledger(url)
+    assert proc.returncode == 2, out
+    assert out.strip().splitlines()[-1].endswith("tatsu-lab/alpaca[train]:1: missing field 'prompt'"), out
+    assert ledger["requests"] == 0
