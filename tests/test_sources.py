@@ -227,9 +227,9 @@ def test_bad_recipe_is_one_line_exit_2_and_spends_nothing(tmp_path, sets, messag
 def test_a_hub_prompt_set_without_the_mapped_field_stops_before_any_call(tmp_path):
     cache = hub_cache(tmp_path)
     with spawn("--latency", "0.01") as url:
-        cfg = recipe(tmp_path, url, extra='[[sources]]\nkind = "example"\ncount = 200000\n[[sources]]\nkind = "answer"\n'
-                     'label = "alpaca2"\ndata = "tatsu-lab/alpaca"\ninstruction_field = "prompt"\ncount = 50000\n'
-                     '[mix]\ntotal = 0\n')
+        cfg = recipe(tmp_path, url, extra='[[sources]]\nkind = "example"\ncount = 200000\n[[sources]]\n'
+                     'kind = "answer"\nlabel = "alpaca2"\ndata = "tatsu-lab/alpaca"\ninstruction_field = "prompt"\n'
+                     'count = 50000\n[mix]\ntotal = 0\n')
         proc = herd(cfg, cache)
         out, _ = proc.communicate(timeout=120)
         ledger = fetch_ledger(url)

@@ -2,8 +2,8 @@
 
 Reads a herd stage output (default: what feeds train in the run's chain: dedup, else mix, else responses), any
 JSONL / CSV / Parquet file, a folder saved with `datasets.save_to_disk`, or a Hub dataset id; keeps the instruction
-and response columns, each row's `id` and its `instruction_source` (for the composition table). Writes nothing into the run: tokenised datasets go to
-the `datasets` cache, so a restarted run does not tokenise again.
+and response columns, each row's `id` and its `instruction_source` (for the composition table). Writes nothing into
+the run: tokenised datasets go to the `datasets` cache, so a restarted run does not tokenise again.
 """
 
 from __future__ import annotations
