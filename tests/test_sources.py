@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ from herd.plan import make_plan
 from herd.run import select, stage_config
 from herd.teacher.mockserver import fetch_ledger, spawn
 from tests.hub_fixtures import alpaca_rows, flan_rows, p3_rows, write_cached
+from tests.test_kill_resume import finished_calls
 
 REPO = Path(__file__).resolve().parents[1]
 PAPER = REPO / "configs" / "lamini" / "paper.toml"
@@ -70,20 +70,6 @@ def herd(cfg: Path, cache: Path, *args: str) -> subprocess.Popen[str]:
            "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen([sys.executable, "-m", "herd", "run", str(cfg), "-q", *args], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, env=env)
-
-
-def finished_calls(journal: Path) -> dict[str, float]:
-    """Prompt -> when the journal recorded its call as finished."""
-    if not journal.exists():
-        return {}
-    db = sqlite3.connect(journal, timeout=30)
-    try:
-        rows = db.execute("SELECT request, created FROM calls WHERE status = 'ok'").fetchall()
-    except sqlite3.OperationalError:
-        rows = []
-    finally:
-        db.close()
-    return {json.loads(r)["messages"][-1]["content"]: created for r, created in rows}
 
 
 def test_paper_recipe_at_small_scale_offline_killed_resumed_and_idle_on_a_second_run(tmp_path):
@@ -236,3 +222,28 @@ def test_a_hub_prompt_set_without_the_mapped_field_stops_before_any_call(tmp_pat
     assert proc.returncode == 2, out
     assert out.strip().splitlines()[-1].endswith("tatsu-lab/alpaca[train]:1: missing field 'prompt'"), out
     assert ledger["requests"] == 0
+
+
+def test_include_merges_tables_replaces_lists_and_names_the_file_of_a_mistake(tmp_path):
+    base = tmp_path / "base.toml"
+    base.write_text('[run]\nname = "shared"\nseed = 3\n[train]\nepochs = 5\n[[train.students]]\nbase = "a"\n'
+                    '[[train.students]]\nbase = "b"\n')
+    child = tmp_path / "sub" / "child.toml"
+    child.parent.mkdir()
+    child.write_text('include = "../base.toml"\n[run]\nseed = 4\n[[train.students]]\nbase = "c"\n')
+    cfg = load_config(child)
+    assert (cfg.run.name, cfg.run.seed, cfg.train.epochs) == ("shared", 4, 5.0)
+    assert [s.base for s in cfg.train.students] == ["c"]
+    base.write_text('[run]\nname = "shared"\n[train]\nepochs = "five"\n')
+    with pytest.raises(UserError, match=r"base.toml:4: train.epochs must be float"):
+        load_config(child)
+    base.write_text('include = "sub/child.toml"\n')
+    with pytest.raises(UserError, match=r"base.toml:1: include = 'sub/child.toml' includes itself"):
+        load_config(child)
+    child.write_text('include = "nope.toml"\n')
+    with pytest.raises(UserError, match=r"child.toml:1: include = 'nope.toml': .*nope.toml not found"):
+        load_config(child)
+    with pytest.raises(UserError, match=r"paper.toml:\d+: sources\[1\].kind = 'bogus' is not one of"):
+        bad = tmp_path / "bad.toml"
+        bad.write_text(PAPER.read_text().replace('kind = "topic"', 'kind = "bogus"'))
+        load_config(bad.rename(tmp_path / "paper.toml"))

@@ -209,6 +209,9 @@ def make_plan(cfg: Config, stages: list[StageSpec]) -> list[Estimate]:
             est = Estimate(spec.name, "run", tokens.calls, tokens.prompt, tokens.completion,
                            cost(prices, tokens.prompt, tokens.completion),
                            cost(prices, expected_prompt, tokens.expected_completion), tokens.note, where)
+        if spec.kind == "prompts":
+            ic = stage_config(cfg, spec).instructions
+            est.note = f"draws {ic.calls} prompts from {ic.seeds} (no teacher call)"
         if spec.source and spec.kind == "responses":
             from herd.sources import find, scaled
 

@@ -147,6 +147,11 @@ def explain(cls: type, prefix: str = "") -> list[tuple[str, str, str, str]]:
         if dataclasses.is_dataclass(tp):
             rows.extend(explain(tp, dotted))  # type: ignore[arg-type]
             continue
+        item = get_args(tp)[0] if get_origin(tp) is list and get_args(tp) else None
+        if item is not None and dataclasses.is_dataclass(item):  # an array of tables: its keys as name[].key
+            rows.append((dotted, _type_text(tp), "[]", f.metadata.get("doc", "")))
+            rows.extend(explain(item, f"{dotted}[]"))  # type: ignore[arg-type]
+            continue
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc,operator]
         rows.append((dotted, _type_text(tp), repr(default), f.metadata.get("doc", "")))
     return rows
