@@ -56,8 +56,8 @@ def build_sections(cfg: Config, root: Path) -> list[Section]:
     manifests = load_manifests(root)
     return [
         overview(cfg, root, manifests),
-        dataset(root),
-        samples(root),
+        dataset(cfg, root),
+        samples(cfg, root),
         rejects(manifests),
         training(root),
         figures(root, "bench", "Benchmark (lm-evaluation-harness)"),
@@ -89,7 +89,8 @@ def overview(cfg: Config, root: Path, manifests: dict[str, dict[str, Any]]) -> S
     rows = []
     for folder, m in manifests.items():
         counts = m.get("counts", {})
-        stage = state.get(folder.split("/")[0], {})
+        parts = folder.split("/")  # a source's stage folder, sources/NAME/STEP, is stage STEP:NAME
+        stage = state.get(f"{parts[2]}:{parts[1]}" if parts[0] == "sources" and len(parts) > 2 else parts[0], {})
         seconds = m.get("timings", {}).get("seconds", stage.get("seconds"))
         kept = counts.get("rows", m.get("data", {}).get("rows", ""))  # train: the pairs it trained on
         rows.append([folder, kept, counts.get("rejects", ""),
@@ -99,17 +100,17 @@ def overview(cfg: Config, root: Path, manifests: dict[str, dict[str, Any]]) -> S
     return s
 
 
-def final_dataset(root: Path) -> Path | None:
-    for name in ("dedup", "mix", "responses"):
-        path = root / name / "data.jsonl"
-        if path.exists():
-            return path
-    return None
+def final_dataset(cfg: Config) -> Path | None:
+    """The pairs train reads in this run's chain (`herd.run.feeders`), once they are written."""
+    from herd.run import stage_input
+
+    path = stage_input(cfg, "train")
+    return path if path.exists() else None
 
 
-def dataset(root: Path) -> Section:
+def dataset(cfg: Config, root: Path) -> Section:
     s = Section("Dataset")
-    path = final_dataset(root)
+    path = final_dataset(cfg)
     if path is None:
         return s
     counts: Counter[str] = Counter()
@@ -129,9 +130,9 @@ def dataset(root: Path) -> Section:
     return s
 
 
-def samples(root: Path) -> Section:
+def samples(cfg: Config, root: Path) -> Section:
     s = Section("Sample rows per source")
-    path = final_dataset(root)
+    path = final_dataset(cfg)
     if path is None:
         return s
     picked: dict[str, list[list[str]]] = defaultdict(list)
