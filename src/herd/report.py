@@ -101,11 +101,17 @@ def overview(cfg: Config, root: Path, manifests: dict[str, dict[str, Any]]) -> S
 
 
 def final_dataset(cfg: Config) -> Path | None:
-    """The pairs train reads in this run's chain (`herd.run.feeders`), once they are written."""
-    from herd.run import stage_input
+    """The pairs train reads in this run's chain (`herd.run.feeders`), else the nearest ones up the chain that
+    were written (a run stopped before dedup shows its responses)."""
+    from herd.run import feeders, stage_folder
 
-    path = stage_input(cfg, "train")
-    return path if path.exists() else None
+    found = feeders(cfg, "train")
+    while len(found) == 1:
+        path = stage_folder(cfg, found[0]) / "data.jsonl"
+        if path.exists():
+            return path
+        found = feeders(cfg, found[0].name)
+    return None
 
 
 def dataset(cfg: Config, root: Path) -> Section:
