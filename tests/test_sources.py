@@ -247,3 +247,12 @@ def test_include_merges_tables_replaces_lists_and_names_the_file_of_a_mistake(tm
         bad = tmp_path / "bad.toml"
         bad.write_text(PAPER.read_text().replace('kind = "topic"', 'kind = "bogus"'))
         load_config(bad.rename(tmp_path / "paper.toml"))
+
+
+def test_config_show_round_trips_the_papers_recipe(tmp_path):
+    from herd.config import to_toml
+
+    cfg = load_config(REPO / "configs" / "lamini" / "lamini-t5-61m.toml")
+    shown = tmp_path / "shown.toml"
+    shown.write_text(to_toml(cfg))
+    assert load_config(shown) == cfg

@@ -196,6 +196,9 @@ def _toml_value(value: Any) -> str:
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     if isinstance(value, dict):
         return "{" + ", ".join(f"{json.dumps(str(k))} = {_toml_value(v)}" for k, v in value.items()) + "}"
+    if dataclasses.is_dataclass(value):  # an array of tables' item, as an inline table
+        items = [f"{f.name} = {_toml_value(getattr(value, f.name))}" for f in dataclasses.fields(value)]
+        return "{" + ", ".join(items) + "}"
     if value is None:
         return '""'
     return json.dumps(str(value))
