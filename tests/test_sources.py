@@ -256,3 +256,37 @@ def test_config_show_round_trips_the_papers_recipe(tmp_path):
     shown = tmp_path / "shown.toml"
     shown.write_text(to_toml(cfg))
     assert load_config(shown) == cfg
+
+
+def test_one_sources_change_reruns_that_source_and_what_follows_only():
+    from herd.run import stage_keys
+
+    keys = stage_keys(load_config(PAPER))
+    # one source's own settings: that source's stages, the mix and everything after it
+    text = PAPER.read_text().replace("count = 50_000  # [paper] 0.05M", "count = 50_000\nsplit = \"all\"")
+    tmp = PAPER.with_name("paper-split.toml")
+    try:
+        tmp.write_text(text)
+        other = stage_keys(load_config(tmp))
+    finally:
+        tmp.unlink()
+    differ = {k for k in keys if keys[k] != other[k]}
+    # (answers and bench read train, which is in the chain; judge reads answers, which is not)
+    assert differ == {"prompts:alpaca", "responses:alpaca", "mix", "dedup", "stats", "train", "answers", "bench",
+                      "report"}
+    # a shared [responses] key re-runs every source's responses, not the instruction or prompt steps
+    shared = stage_keys(load_config(PAPER, ["responses.max_tokens=100"]))
+    assert {k for k in keys if keys[k] != shared[k]} >= {f"responses:{label}" for label in LAMINI_TABLE1}
+    assert all(shared[k] == keys[k] for k in keys if k.startswith(("instructions:", "prompts:")))
+
+
+def test_source_stages_are_selected_by_name_or_step():
+    cfg = load_config(PAPER)
+    assert [s.name for s in select(cfg, only="responses")] == [f"responses:{x}" for x in (
+        "self_instruct_without_topic", "self_instruct_with_topic", "generated_p3", "generated_flan", "alpaca",
+        "original_p3", "original_flan")]
+    assert [s.name for s in select(cfg, only="responses:alpaca")] == ["responses:alpaca"]
+    assert [s.name for s in select(cfg, start="mix")] == ["mix", "dedup", "stats", "train"]
+    assert [s.name for s in select(cfg, until="prompts:alpaca")][-2:] == ["responses:generated_flan", "prompts:alpaca"]
+    with pytest.raises(UserError, match="unknown stage 'responses:alpacca' \\(did you mean 'responses:alpaca'\\?\\)"):
+        select(cfg, only="responses:alpacca")
