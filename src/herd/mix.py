@@ -2,8 +2,9 @@
 
 Reads JSONL stage outputs (`mix.inputs`, else what feeds the mix in the run's chain: its responses, or with
 `[[sources]]` every source's responses and counts; files, or stage folders with `data.jsonl` and
-`shard-*/data.jsonl`); writes `mix/data.jsonl` (the chosen rows, byte for byte as they were, ids kept), `mix/rejects.jsonl` (rows whose id was already seen, with
-`reason`) and `mix/manifest.json` (per source: rows available, target, rows taken).
+`shard-*/data.jsonl`); writes `mix/data.jsonl` (the chosen rows, byte for byte as they were, ids kept),
+`mix/rejects.jsonl` (rows whose id was already seen, with `reason`) and `mix/manifest.json` (per source: rows
+available, target, rows taken).
 
 Targets come from `counts`, or from shares (`proportions`, or the `lamini` preset: Table 1 of the paper) times `total`.
 Sampling is seeded per source by `run.seed`. It scales to millions of rows: one pass keeps only each row's file and
