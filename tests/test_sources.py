@@ -286,3 +286,13 @@ def test_source_stages_are_selected_by_name_or_step():
     assert [s.name for s in select(cfg, until="prompts:alpaca")][-2:] == ["responses:generated_flan", "prompts:alpaca"]
     with pytest.raises(UserError, match="unknown stage 'responses:alpacca' \\(did you mean 'responses:alpaca'\\?\\)"):
         select(cfg, only="responses:alpacca")
+
+
+def test_a_missing_api_key_stops_before_any_dataset_is_read(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}
+    out = subprocess.run([sys.executable, "-m", "herd", "run", str(PAPER), "--yes", "-q", "--set", "run.scale=0.001",
+                          "--set", f"run.dir={json.dumps(str(tmp_path / 'runs'))}"], capture_output=True, text=True,
+                         timeout=120, env={**env, "HF_DATASETS_CACHE": str(tmp_path / "empty-cache")})
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.strip() == "herd: error: teacher.api_key_env: environment variable OPENAI_API_KEY is not set"
+    assert not (tmp_path / "empty-cache").exists() and not (tmp_path / "runs" / "lamini" / "journal.sqlite").exists()

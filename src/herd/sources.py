@@ -163,7 +163,10 @@ def preflight(cfg: Config, specs: list[StageSpec]) -> None:
     before the first teacher call."""
     from herd.instructions.stage import settings
     from herd.run import stage_config
+    from herd.teacher.engine import api_key
 
+    if specs and cfg.teacher.backend == "openai":
+        api_key(cfg.teacher)  # a missing key stops here, before any dataset is downloaded
     for spec in specs:
         seen = stage_config(cfg, spec)
         if spec.kind == "prompts":
