@@ -120,10 +120,12 @@ def read_file(p: Path, lines: dict[str, int], files: dict[str, str], chain: tupl
     """One TOML file with its includes resolved; fills `lines` (key -> line) and `files` (key -> file)."""
     if not p.is_file():
         raise UserError(f"{p}: config file not found")
+    raw = p.read_bytes()
     try:
-        text = p.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise UserError(f"{p}: not a UTF-8 text file") from None
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise UserError(f"{p}:{line}: not UTF-8 text (a TOML file must be UTF-8)") from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
