@@ -133,7 +133,8 @@ def test_the_harness_scores_exactly_the_wrapped_context(tiny_models, tmp_path):
     plain = write_task(tmp_path / "tasks", "plain_mc")
     wrapped = write_task(tmp_path / "tasks", "wrapped_mc", doc_to_text=fill(wrapper, QUESTION))
     manager, specs = resolve(None, [str(plain), str(wrapped)], [])
-    built = build_tasks(manager, specs)
+    built, failed = build_tasks(manager, specs)
+    assert failed == {}
     model = str(tiny_models["gpt2"])
 
     def per_request(lm, task: str) -> list:
