@@ -67,7 +67,7 @@ def draw_bars(ax: Any, rows: list[dict[str, Any]], tasks: list[TaskSpec], colour
         for j, t in enumerate(tasks):
             if t.name in row["failed"]:  # no bar would read as 0 %: say that there is no score
                 ax.text(j + (i - (n - 1) / 2) * width, 1, "failed", rotation=90, ha="center", va="bottom",
-                        fontsize=7, color="#d62728")
+                        fontsize=8, color="#d62728", fontweight="bold")
     ax.set_xticks(range(len(tasks)))
     ax.set_xticklabels([f"{t.name}\n{t.metric}" for t in tasks], fontsize=8)
     ax.set_xlim(-0.6, len(tasks) - 0.4)
