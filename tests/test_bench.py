@@ -283,6 +283,10 @@ def test_a_task_that_cannot_be_built_or_run_is_one_line_and_the_others_run(tiny_
     assert manifest(again)["ran"] == {"gpt2": []}
     assert set(manifest(again)["failed"]["gpt2"]) == {"missing_mc", "broken_mc"}
 
+    with pytest.raises(RuntimeError, match=r"no task produced a score \(the first failure: task broken_mc: failed"):
+        run_bench(bench_config(tmp_path, [tiny_models["gpt2"]], [broken], out=str(tmp_path / "none")))
+    assert not (tmp_path / "none").exists()
+
 
 def test_only_the_reported_metric_gets_a_stderr(monkeypatch):
     from lm_eval.api.metrics import f1_score, mean, mean_stderr

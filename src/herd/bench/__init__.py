@@ -64,6 +64,9 @@ def run(cfg: Config) -> Path:
                 lambda task, piece, m=model: cache.put(cache_dir, keys[m.label, task], piece)))
     scored = [collect(m, tasks, [cache.get(cache_dir, keys[m.label, t.name]) for t in tasks], failed[m.label])
               for m in models]
+    if not any(s.scores for s in scored):  # every task failed on every model: a failure, not a table of blanks
+        first = next((line for lines in failed.values() for line in lines.values()), "none recorded")
+        raise RuntimeError(f"no task produced a score (the first failure: {first})")
     meta = {"suite": suite.name if suite else "", "lm_eval_version": harness, "num_fewshot": bc.num_fewshot,
             "limit": limit, "wrapper_mode": bc.wrapper, "bootstrap_iters": bc.bootstrap_iters}
     write_outputs(out, scored, tasks, paper, meta, bc.figures)
