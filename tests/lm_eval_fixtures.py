@@ -7,6 +7,13 @@ leaves behind: `<cache_dir>/<org>___<name>/<config or "default">/0.0.0/<hash>/<n
 `dataset_info.json`. With HF_DATASETS_OFFLINE=1 (and HF_DATASETS_CACHE = cache_dir), `load_dataset(path, name)` finds
 it through datasets' packaged `cache` module, exactly as it finds a dataset downloaded once before.
 
+How datasets 5.2 resolves that offline call (datasets/load.py, packaged_modules/cache/cache.py): the Hub is not
+asked; `CachedDatasetModuleFactory` looks for `<cache_dir>/<org>___<snake_case(name)>/*/*/*` folders, and the `cache`
+builder then picks the folder of config `name` (without a name: the only config there, `default` for datasets that
+have none), whose `dataset_info.json` must carry the same `config_name`, takes the newest version/hash folder by
+mtime, and reads each split listed in `dataset_info.json` from `<snake_case(name)>-<split>.arrow` (Arrow stream
+files). Anything else in the folder is ignored.
+
 The texts use the tiny test tokenizer's words, so a tiny model gives the choices different scores; ReCoRD's entities
 share words, so its token F1 differs from exact match. The schemas follow the Hub datasets of lm-eval 0.4.13's
 configs; a task whose config names a dataset or split not described here fails loudly.
