@@ -128,6 +128,7 @@ def test_lamini15_on_lm_evals_own_configs_equals_simple_evaluate(hf_cache, tiny_
 
     import datasets
     import lm_eval
+    from lm_eval.models.huggingface import HFLM
 
     from herd.bench import squad
     from herd.bench.tasks import task_manager
@@ -135,10 +136,10 @@ def test_lamini15_on_lm_evals_own_configs_equals_simple_evaluate(hf_cache, tiny_
     monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(root))
     squad.install()  # lm-eval alone cannot load ReCoRD on transformers 5
     manager = task_manager((), True)
+    lm = HFLM(pretrained=str(model), batch_size=8, device="cpu")  # lm-eval's own `--model hf`, loaded once
     for task, metric in PAPER_METRICS.items():
-        theirs = lm_eval.simple_evaluate(model="hf", model_args=f"pretrained={model}", tasks=[task],
-                                         task_manager=manager, num_fewshot=0, limit=LIMIT, batch_size=8,
-                                         device="cpu", bootstrap_iters=50)["results"][task]
+        theirs = lm_eval.simple_evaluate(model=lm, tasks=[task], task_manager=manager, num_fewshot=0, limit=LIMIT,
+                                         bootstrap_iters=50)["results"][task]
         ours = herd["harness_output"]["results"][task]
         assert ours["sample_len"] == theirs["sample_len"] == LIMIT, task
         assert ours[f"{metric},none"] == theirs[f"{metric},none"], task
