@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -136,6 +136,7 @@ def train_one(cfg: Config, plan: Plan, pairs: Pairs, wrapper: str | None, callba
                         f"pairs that fit max_length {tc.max_length} (lower train.batch_size)")
     packing = decide_packing(tc.packing, student.model, plan)
     batches = setup_batches(data, plan, tc, student, packing, cfg.run.seed)  # bad batch_tokens stops here
+    recipe = plan.recipe = replace(recipe, accumulation=batches.accumulation, micro_batch_size=batches.micro_examples)
     checkpointing, why = device.checkpointing(tc.gradient_checkpointing, student.model, batches.tokens)
     if tc.compile:
         device.allow_recompiles(len(batches.shapes))
