@@ -14,19 +14,9 @@ from pathlib import Path
 import pytest
 
 from herd.errors import UserError
-from tests.test_train import Recorder, make_config, write_pairs
+from tests.test_train import Recorder, make_config, one_thread, write_pairs  # noqa: F401 (one_thread: fixture)
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def lamini_sizes(n: int, seed: int = 0, seq2seq: bool = False) -> list[tuple[int, int]]:
