@@ -351,7 +351,12 @@ class TrainConfig:
     max_length: int = opt(512, "Longest training sequence in tokens (open in the paper; Alpaca's 512).")
     epochs: float = opt(5.0, "Epochs (the paper: 5).")
     batch_size: int = opt(1024, "Effective batch in examples, over devices and gradient accumulation (paper: 1024).")
-    micro_batch_size: int = opt(8, "Examples per device per forward pass; gradient accumulation makes up batch_size.")
+    micro_batch_size: int = opt(8, "Examples per device per forward pass in evaluation (training cuts micro-batches "
+                                   "by batch_tokens).")
+    batch_tokens: int = opt(0, "Token positions (padding included) per micro-batch per device; gradient accumulation "
+                               "makes up batch_size examples a step and the loss is the mean over the step's label "
+                               "tokens. 0 = by device: 1024 on CPU, 16384 on CUDA, 8192 on MPS (raised to hold "
+                               "the longest example).")
     lr_seq2seq: float = opt(5e-4, "Learning rate of encoder-decoder students (the paper: 5e-4).")
     lr_causal: float = opt(2e-5, "Learning rate of decoder-only students (the paper: 2e-5).")
     scheduler: str = opt("cosine", "Learning-rate schedule: a transformers lr_scheduler_type (open; Alpaca's cosine).")
@@ -360,17 +365,19 @@ class TrainConfig:
     max_grad_norm: float = opt(1.0, "Gradient clipping norm (open; the transformers default).")
     max_steps: int = opt(0, "Stop after this many optimizer steps (0 = all epochs): for smoke runs.")
     packing: Literal["auto", "on", "off"] = opt(
-        "auto", "Pack decoder-only batches into one row with restarting position ids (no attention across examples): "
-                "auto = under flash-attention (else length-grouped batches are faster); on = whenever herd's "
-                "exactness check passes, stopping if it does not.")
-    group_by_length: bool = opt(True, "Batch examples of similar length (less padding) when not packing.")
+        "auto", "Pack decoder-only examples into fixed-length rows (position ids restart per example, no attention "
+                "across examples; flash-attention varlen or an exact SDPA mask): auto = when herd's exactness check "
+                "passes, else length buckets; on = stop if it fails; off = length buckets (multiples of 64).")
+    group_by_length: bool = opt(True, "Kept for old run files: token-budget batches always group by length.")
     precision: Literal["auto", "bf16", "fp16", "fp32"] = opt("auto", "Mixed precision: auto = bf16 on a GPU that has "
-                                                                     "it, fp32 on CPU.")
+                                                                     "it, fp32 on CPU; fp16 is refused for T5.")
     gradient_checkpointing: Literal["auto", "on", "off"] = opt("auto", "Recompute activations to save memory: auto = "
-                                                                       "on with a GPU.")
+                                                                       "on only where a memory estimate says the "
+                                                                       "model would not fit (reason in herd.json).")
     attn_implementation: str = opt("auto", "Attention kernel: auto (flash_attention_2 when installed on a GPU, else "
                                            "sdpa), sdpa, eager, flash_attention_2.")
-    compile: bool = opt(False, "torch.compile the model.")
+    compile: bool = opt(False, "torch.compile the model (at most one graph per batch shape; refused without a "
+                               "compiler: triton on CUDA, a C++ compiler on CPU).")
     lora: bool = opt(False, "Train LoRA adapters (peft) and save them merged into full weights.")
     qlora: bool = opt(False, "LoRA on a 4-bit base (bitsandbytes, CUDA only).")
     lora_r: int = opt(16, "LoRA rank.")

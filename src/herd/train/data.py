@@ -20,10 +20,12 @@ from herd.errors import UserError
 from herd.records import iter_rows, numbered_rows
 from herd.students import Family
 from herd.students.training import encode_pairs
+from herd.train.collate import label_tokens
 
 # LaMini's evaluation sets (../shared/data): herd refuses to train on them
 EVAL_SETS = ("self_instruct_user_oriented_instructions", "lamini_paper_hallucination_questions")
 SOURCE_COLUMN = "instruction_source"
+ROW_COLUMN = "source_row"  # the pair's line in its file (1-based), or its index + 1 in a dataset
 FILE_SUFFIXES = (".jsonl", ".json", ".csv", ".tsv", ".parquet")
 
 
@@ -43,6 +45,8 @@ class Tokenised:
     lengths: list[int]
     composition: dict[str, dict[str, float]]
     dropped: int
+    sizes: list[tuple[int, int]] = field(default_factory=list)  # (input tokens, label tokens) per training example
+    where: list[str] = field(default_factory=list)  # "file:line" (or "dataset row N") per training example
 
 
 def default_source(cfg: Config) -> Path:
@@ -84,7 +88,7 @@ def _rows(path: str, columns: tuple[str, str], stamp: str) -> Any:
             if not isinstance(row[name], str):
                 raise UserError(f"{path}:{number}: field {name!r} must be a string")
         yield {"id": str(row.get("id") or f"line-{number}"), "instruction": row[instruction],
-               "response": row[response], SOURCE_COLUMN: str(row.get(SOURCE_COLUMN) or "unknown")}
+               "response": row[response], SOURCE_COLUMN: str(row.get(SOURCE_COLUMN) or "unknown"), ROW_COLUMN: number}
 
 
 def _from_file(path: Path, columns: tuple[str, str]) -> Any:
@@ -132,6 +136,7 @@ def _from_datasets(source: str, columns: tuple[str, str], split: str) -> Any:
     keep = keep.rename_columns({columns[0]: "instruction", columns[1]: "response"})
     if SOURCE_COLUMN not in keep.column_names:
         keep = keep.add_column(SOURCE_COLUMN, ["unknown"] * len(keep))
+    keep = keep.add_column(ROW_COLUMN, list(range(1, len(keep) + 1)))
     return keep.filter(lambda i, r: bool(i) and bool(r), input_columns=["instruction", "response"])
 
 
@@ -166,11 +171,18 @@ def tokenise(
         raise UserError(f"{pairs.source}: no pair fits train.max_length = {options['max_length']} tokens")
     composition = _composition(train)
     lengths = list(train["length"])
-    keep = ["input_ids", "labels"]
+    counts = train.select_columns(["prompt_tokens", "response_tokens", ROW_COLUMN]).to_dict()
+    if family == "seq2seq":  # encoder input, labels
+        sizes = list(zip(counts["prompt_tokens"], counts["response_tokens"], strict=True))
+    else:
+        sizes = [(n, n) for n in lengths]
+    label = "line" if Path(pairs.source).is_file() else "row"
+    where = [f"{pairs.source} {label} {n}" if label == "row" else f"{pairs.source}:{n}" for n in counts[ROW_COLUMN]]
+    keep = ["input_ids", "labels", "loss_tokens", *(["id"] if "id" in train.column_names else [])]
     train = train.select_columns(keep)
     if evaluation is not None:
         evaluation = _encode(evaluation, family, tokenizer, wrapper, options)[0].select_columns(keep)
-    return Tokenised(train, evaluation, lengths, composition, dropped)
+    return Tokenised(train, evaluation, lengths, composition, dropped, sizes, where)
 
 
 def _encode(raw: Any, family: Family, tokenizer: Any, wrapper: str | None, options: dict[str, Any]) -> tuple[Any, int]:
@@ -179,6 +191,8 @@ def _encode(raw: Any, family: Family, tokenizer: Any, wrapper: str | None, optio
         out[SOURCE_COLUMN] = batch[SOURCE_COLUMN]
         if "id" in batch:
             out["id"] = batch["id"]  # each training row names the dataset row it came from
+        out[ROW_COLUMN] = batch[ROW_COLUMN]
+        out["loss_tokens"] = [label_tokens(labels, family != "seq2seq") for labels in out["labels"]]
         return out
 
     procs = min(8, max(1, len(raw) // 50_000))  # a process per 50K rows: tokenising LaMini's 2.6M takes minutes
