@@ -17,6 +17,7 @@ export PYTHONPATH="src:.${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 HF_HUB_O
 if [ "${HERD_DEVICE_TINY:-0}" = "1" ]; then
     SHAPE="--layers 1 --dim 64 --steps 2 --rows 200 --micro-batch 4 --accumulation 2 --max-length 128"
     ROWS=200 DIM=64
+    export OMP_NUM_THREADS=1  # a CPU dry run on a shared machine: spinning OpenMP threads slow it many times over
 else
     SHAPE="--layers 12 --dim 768 --vocab 50257 --t5-vocab 32128 --steps 30 --rows 6000 --micro-batch 16 --accumulation 8"
     ROWS=4000 DIM=512

@@ -118,7 +118,7 @@ def meter(profile_to: Path | None = None) -> Any:
             self.started = time.perf_counter()
 
         def on_step_begin(self, args: Any, state: Any, control: Any, **_: Any) -> None:
-            if profile_to is not None and state.global_step == 2 and self.profiler is None:
+            if profile_to is not None and state.global_step == min(2, state.max_steps - 1) and self.profiler is None:
                 import torch
 
                 activities = [torch.profiler.ProfilerActivity.CPU]

@@ -14,19 +14,9 @@ from pathlib import Path
 import pytest
 
 from herd.errors import UserError
-from tests.test_train import Recorder, make_config, write_pairs
+from tests.test_train import Recorder, make_config, one_thread, write_pairs  # noqa: F401 (one_thread: fixture)
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def lamini_sizes(n: int, seed: int = 0, seq2seq: bool = False) -> list[tuple[int, int]]:
@@ -259,3 +249,18 @@ def test_fp16_for_t5_and_compile_without_compiler_exit_2(tiny_models, tmp_path):
     (line,) = out.stderr.strip().splitlines()
     assert "train.compile = true" in line and "compiler" in line
     assert not (tmp_path / "runs").exists()
+
+
+def test_flat_packed_batches_carry_varlen_boundaries():
+    """The flash-attention layout: one row, cu_seq_lens at every example (and padding tail) start, matching the
+    restarts of the position ids, which transformers' varlen path would otherwise derive itself."""
+    from herd.train.collate import PackedCollator
+
+    features = [{"input_ids": list(range(3, 3 + n)), "labels": [-100] * 2 + list(range(5, 3 + n))} for n in
+                (30, 20, 50, 10, 40)]  # greedy rows of 64: [30, 20] [50, 10] [40], padded to 4 rows
+    batch = PackedCollator(0, 64, 4, flat=True)(features)
+    assert batch["input_ids"].shape == (1, 4 * 64)
+    starts = [i for i, p in enumerate(batch["position_ids"][0].tolist()) if p == 0] + [4 * 64]
+    assert batch["cu_seq_lens_q"].tolist() == starts
+    assert batch["max_length_q"] == max(b - a for a, b in zip(starts, starts[1:], strict=False))
+    assert batch["herd_tokens"] == 150 and batch["herd_label_tokens"] == sum(n - 2 for n in (30, 20, 50, 10, 40))

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -85,7 +85,7 @@ def run(cfg: Config, callbacks: Sequence[Any] = ()) -> Path:
     quiet_transformers()
     wrapper = check_wrapper(read_prompt(tc.wrapper), "train.wrapper") if tc.wrapper else None
     plans = plan_students(tc, world_size())
-    pairs = load_pairs(tc.data, run_path(cfg), (tc.instruction_column, tc.response_column), tc.data_split)
+    pairs = load_pairs(tc.data, cfg, (tc.instruction_column, tc.response_column), tc.data_split)
     usable = pairs.manifest["rows"] - (max(1, round(pairs.manifest["rows"] * tc.eval_fraction))
                                        if tc.eval_fraction else 0)
     for plan in plans:
@@ -163,6 +163,7 @@ def train_one(cfg: Config, plan: Plan, pairs: Pairs, wrapper: str | None, extra:
                         f"pairs that fit max_length {tc.max_length} (lower train.batch_size)")
     packing = decide_packing(tc.packing, student.model, plan)
     batches = setup_batches(data, plan, tc, student, packing, cfg.run.seed)  # bad batch_tokens stops here
+    recipe = plan.recipe = replace(recipe, accumulation=batches.accumulation, micro_batch_size=batches.micro_examples)
     checkpointing, why = device.checkpointing(tc.gradient_checkpointing, student.model, batches.tokens)
     if tc.compile:
         device.allow_recompiles(len(batches.shapes))

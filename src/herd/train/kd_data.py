@@ -90,8 +90,9 @@ def attach(dataset: Any, targets: dict[str, Any], k: int, seq2seq: bool) -> tupl
 
     def add(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
         out: dict[str, list[Any]] = {"kd_pos": [], "kd_ids": [], "kd_lps": []}
-        for row_id, labels, prompt in zip(batch["id"], batch["labels"], batch["prompt_tokens"], strict=True):
-            one = example_targets(labels, 0 if seq2seq else int(prompt), targets.get(row_id), k)
+        ids = batch.get("id") or [""] * len(batch["labels"])  # rows without ids cannot be joined: CE only
+        for row_id, labels, prompt in zip(ids, batch["labels"], batch["prompt_tokens"], strict=True):
+            one = example_targets(labels, 0 if seq2seq else int(prompt), targets.get(str(row_id)), k)
             for key in out:
                 out[key].append(one[key])
         return out

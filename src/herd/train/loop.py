@@ -110,7 +110,7 @@ def training_args(family: Family, work: Path, recipe: Recipe, tc: Any, seed: int
     return args_class(
         **version_kwargs(args_class, options["checkpointing"], recipe.warmup_ratio), **cuda_flags(),
         output_dir=str(work), per_device_train_batch_size=options["micro_examples"],
-        per_device_eval_batch_size=recipe.micro_batch_size, gradient_accumulation_steps=options["accumulation"],
+        per_device_eval_batch_size=tc.micro_batch_size, gradient_accumulation_steps=options["accumulation"],
         num_train_epochs=recipe.epochs, max_steps=recipe.max_steps or -1, learning_rate=recipe.lr,
         lr_scheduler_type=recipe.scheduler, weight_decay=recipe.weight_decay,
         max_grad_norm=recipe.max_grad_norm, bf16=precision == "bf16", fp16=precision == "fp16",
