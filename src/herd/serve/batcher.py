@@ -213,7 +213,7 @@ class Batcher:
                 results: list[list[GenOutput]] = [[]]
             else:
                 prompts = [p for job in group for p in job.prompts]
-                outputs = await loop.run_in_executor(self._pool, self.batch_fn, prompts, head.params)
+                outputs = await loop.run_in_executor(self._pool, self._batch, prompts, head.params)
                 results, at = [], 0
                 for job in group:
                     results.append(outputs[at : at + len(job.prompts)])
@@ -227,6 +227,23 @@ class Batcher:
             self._count(group, time.monotonic() - started)
         for job, result in zip(group, results, strict=True):
             _settle(job.future, result=result)
+
+    def _batch(self, prompts: list[Ids], params: GenParams) -> list[GenOutput]:
+        """Worker thread: one batch; a seeded sampled request with n > 1 runs choice by choice (seed + choice index),
+        so its answers equal the streamed ones."""
+        n = params.num_return_sequences
+        if params.seed is None or params.temperature == 0 or n <= 1:
+            return self.batch_fn(prompts, params)
+        runs = [self.batch_fn(prompts, dataclasses.replace(params, seed=params.seed + j, num_return_sequences=1))
+                for j in range(n)]
+        merged = []
+        for p in range(len(prompts)):
+            outs = [run[p] for run in runs]
+            merged.append(GenOutput(text=outs[0].text, finish_reason=outs[0].finish_reason,
+                                    prompt_tokens=outs[0].prompt_tokens,
+                                    completion_tokens=sum(o.completion_tokens for o in outs),
+                                    texts=[o.text for o in outs]))
+        return merged
 
     def _count(self, group: list[_Job], seconds: float) -> None:
         width = sum(job.width for job in group)

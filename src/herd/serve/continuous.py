@@ -104,11 +104,19 @@ class ContinuousBatcher:
     def stream(self, prompt: list[int], params: GenParams) -> StreamHandle:
         """Queue one prompt's rows now (a full queue is a 503 before any byte is sent); iterate the handle."""
         handle = StreamHandle(params.stop)
-        rows = self._rows([prompt], params, None, handle.event)
+        n = max(1, params.num_return_sequences)
+        on_event = handle.event
+        if params.temperature == 0 and n > 1:  # one greedy row stands for all n identical choices
+
+            def on_event(index: int, kind: str, text: str, finish: str) -> None:
+                for choice in range(n):
+                    handle.event(choice, kind, text, finish)
+
+        rows = self._rows([prompt], params, None, on_event)
         for row in rows[0]:
             row.streaming = True
         handle.on_close = lambda: [row.cancel.set() for row in rows[0]]
-        handle.expect(len(rows[0]))
+        handle.expect(n)
         return handle
 
     async def score(self, rows: list[list[int]], k: int) -> Any:
