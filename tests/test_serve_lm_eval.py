@@ -28,7 +28,8 @@ def write_tasks(folder: Path) -> Path:
         for i in range(6):
             fh.write(json.dumps({"question": f"what is the {COLOURS[i % 4]} one of {i + 1} colour", "choices": COLOURS,
                                  "label": (i * 3) % 4, "answer": COLOURS[i % 4]}) + "\n")
-    source = f"dataset_path: json\ndataset_kwargs:\n  data_files:\n    test: {json.dumps(str(data))}\ntest_split: test\n"
+    source = (f"dataset_path: json\ndataset_kwargs:\n  data_files:\n    test: {json.dumps(str(data))}\n"
+              "test_split: test\n")
     (folder / "serve_mc.yaml").write_text(
         f"task: serve_mc\n{source}output_type: multiple_choice\n"
         'doc_to_text: "Question: {{question}}\\nAnswer:"\ndoc_to_target: label\ndoc_to_choice: "{{choices}}"\n'

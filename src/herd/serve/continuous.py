@@ -115,7 +115,11 @@ class ContinuousBatcher:
         rows = self._rows([prompt], params, None, on_event)
         for row in rows[0]:
             row.streaming = True
-        handle.on_close = lambda: [row.cancel.set() for row in rows[0]]
+        def close() -> None:
+            for row in rows[0]:
+                row.cancel.set()
+
+        handle.on_close = close
         handle.expect(n)
         return handle
 

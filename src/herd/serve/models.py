@@ -28,7 +28,7 @@ from herd.textgen import GenParams, ensure_pad
 class ServedModel:
     name: str
     student: Any
-    batcher: Batcher
+    batcher: Batcher | ContinuousBatcher
     context: int  # tokens the model can see: prompt + answer for decoders, prompt for seq2seq
     multi_turn: bool
     counter: Any  # a copy of the tokenizer for counting in the event loop while the worker thread uses the original
@@ -145,7 +145,8 @@ def sampling(
         raise ApiError(400, f"prompt ({longest} tokens) + max_tokens ({max_tokens}) is longer than {served.name}'s "
                             f"context of {served.context} tokens", param="max_tokens", code="context_length_exceeded")
     if max_tokens is None:
-        max_tokens = min(cfg.default_max_tokens, room) if room is not None else cfg.default_max_tokens
+        cap = room if room is not None else cfg.default_max_tokens
+        max_tokens = min(cfg.default_max_tokens, cfg.max_tokens_limit, cap)
     return GenParams(
         max_new_tokens=max_tokens,
         temperature=1.0 if req.temperature is None else req.temperature,  # OpenAI's default

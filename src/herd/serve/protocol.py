@@ -196,7 +196,10 @@ def usage_chunk(cid: str, model: str, obj: str, counts: dict[str, int]) -> dict[
 
 def logprobs_block(entries: list[Entry], piece: Any, start: int = 0) -> dict[str, Any]:
     """OpenAI's completions `logprobs` object; `piece(id)` is a token's text (offsets add those lengths up)."""
-    tokens, token_logprobs, tops, offsets = [], [], [], []
+    tokens: list[str] = []
+    token_logprobs: list[float | None] = []
+    tops: list[dict[str, float] | None] = []
+    offsets: list[int] = []
     at = start
     for tid, logprob, top in entries:
         text = piece(tid)
