@@ -2,12 +2,14 @@
 same server handling one request at a time.
 
 The server is the real `herd serve` command in its own process on 127.0.0.1, serving a GPT-2-shaped herd student
-(6 layers, 256 dims, random weights, SmolLM2's tokenizer, the paper's wrapper; built as in benchmarks/generate.py). It
-runs twice: with continuous batching (`--max-batch 32`: a request joins the running batch at the next decoding step
-and leaves when done) and as the baseline with `--max-batch 1` (one request at a time, the same code otherwise).
-`--request-level` adds a third run with the older request-level batcher (`--set serve.continuous=false`). Each time,
-32 clients (asyncio + httpx) each send --per-client streaming chat requests back to back (greedy; prompts of one to
-three user-oriented self-instruct instructions; max_tokens cycling through --lengths).
+(6 layers, 256 dims, random weights, SmolLM2's tokenizer, the paper's wrapper; built as in benchmarks/generate.py). Two
+servers run side by side: one with continuous batching (`--max-batch 32`: a request joins the running batch at the
+next decoding step and leaves when done) and the baseline with `--max-batch 1` (one request at a time, the same code
+otherwise); `--request-level` adds a third with the older request-level batcher (`--set serve.continuous=false`).
+The load alternates between them in --rounds rounds (A then B, then B then A), so a change in how busy the machine
+is falls on both; each time 32 clients (asyncio + httpx) each send their share of --per-client streaming chat
+requests back to back (greedy; prompts of one to three user-oriented self-instruct instructions; max_tokens cycling
+through --lengths). Each request is sent to every mode, so the answers can be compared.
 
 Printed per mode: requests/s, generated tokens/s, p50 and p95 latency, p50 and p95 time to first token, mean rows
 per forward pass (from /health); then the throughput ratio (goal >= 5x) and how many answers are identical between
@@ -98,33 +100,42 @@ async def ask(http: httpx.AsyncClient, base: str, prompt: str, max_tokens: int) 
     return "".join(text), tokens, latency, latency if first is None else first
 
 
-async def load(base: str, jobs: list[tuple[str, int]], clients: int, per_client: int) -> dict[str, Any]:
-    latencies: list[float] = []
-    ttfts: list[float] = []
-    answers: dict[int, str] = {}
-    tokens = 0
-
-    async def client(c: int, http: httpx.AsyncClient) -> None:
-        nonlocal tokens
-        for k in range(per_client):
-            i = c * per_client + k
-            answer, used, latency, ttft = await ask(http, base, *jobs[i])
-            answers[i] = answer
-            latencies.append(latency)
-            ttfts.append(ttft)
-            tokens += used
-
-    limits = httpx.Limits(max_connections=clients + 4)
+async def load(bases: dict[str, str], jobs: list[tuple[str, int]], args: argparse.Namespace) -> dict[str, Any]:
+    """Every mode's server is up at once; the load alternates between them in rounds (A B, then B A, ...), so a
+    change in how busy the machine is falls on every mode alike. Idle servers use no CPU."""
+    keys = list(bases)
+    out = {k: {"latencies": [], "ttfts": [], "answers": {}, "tokens": 0, "seconds": 0.0} for k in keys}
+    per_round = max(1, args.per_client // args.rounds)
+    limits = httpx.Limits(max_connections=args.clients * len(keys) + 4)
     async with httpx.AsyncClient(timeout=1200, limits=limits) as http:
-        await ask(http, base, jobs[0][0], 4)  # warm-up (first call pays for lazy initialisation), not counted
-        started = time.perf_counter()
-        await asyncio.gather(*(client(c, http) for c in range(clients)))
-        seconds = time.perf_counter() - started
-        health = (await http.get(f"{base}/health")).json()["models"]["student"]
-    return {"requests": len(latencies), "seconds": seconds, "rps": len(latencies) / seconds,
-            "tok_s": tokens / seconds, "p50": statistics.median(latencies), "p95": _p95(latencies),
-            "ttft_p50": statistics.median(ttfts), "ttft_p95": _p95(ttfts), "mean_batch": health["mean_batch"],
-            "answers": answers}
+        for key in keys:  # warm-up (the first call pays for lazy initialisation), not counted
+            await ask(http, bases[key], jobs[0][0], 4)
+        for r in range(args.rounds):
+            for key in keys if r % 2 == 0 else keys[::-1]:
+                acc = out[key]
+
+                async def client(c: int, key: str = key, acc: dict[str, Any] = acc, r: int = r) -> None:
+                    for k in range(r * per_round, (r + 1) * per_round):
+                        i = c * args.per_client + k
+                        answer, used, latency, ttft = await ask(http, bases[key], *jobs[i])
+                        acc["answers"][i] = answer
+                        acc["latencies"].append(latency)
+                        acc["ttfts"].append(ttft)
+                        acc["tokens"] += used
+
+                started = time.perf_counter()
+                await asyncio.gather(*(client(c) for c in range(args.clients)))
+                acc["seconds"] += time.perf_counter() - started
+        for key in keys:
+            out[key]["mean_batch"] = (await http.get(f"{bases[key]}/health")).json()["models"]["student"]["mean_batch"]
+    results = {}
+    for key, acc in out.items():
+        lat, ttft, seconds = acc["latencies"], acc["ttfts"], acc["seconds"]
+        results[key] = {"requests": len(lat), "seconds": seconds, "rps": len(lat) / seconds,
+                        "tok_s": acc["tokens"] / seconds, "p50": statistics.median(lat), "p95": _p95(lat),
+                        "ttft_p50": statistics.median(ttft), "ttft_p95": _p95(ttft),
+                        "mean_batch": acc["mean_batch"], "answers": acc["answers"]}
+    return results
 
 
 def _p95(values: list[float]) -> float:
@@ -132,14 +143,19 @@ def _p95(values: list[float]) -> float:
     return ordered[max(0, int(round(0.95 * len(ordered))) - 1)]
 
 
-def run_mode(model: Path, max_batch: int, extra: list[str], args: argparse.Namespace,
-             jobs: list[tuple[str, int]]) -> dict[str, Any]:
-    proc, base = start_server(model, max_batch, args.threads, extra)
+def run_modes(model: Path, modes: list[tuple[str, str, int, list[str]]], args: argparse.Namespace,
+              jobs: list[tuple[str, int]]) -> dict[str, Any]:
+    procs, bases = [], {}
     try:
-        return asyncio.run(load(base, jobs, args.clients, args.per_client))
+        for _, key, max_batch, extra in modes:
+            proc, base = start_server(model, max_batch, args.threads, extra)
+            procs.append(proc)
+            bases[key] = base
+        return asyncio.run(load(bases, jobs, args))
     finally:
-        proc.terminate()
-        proc.wait(timeout=60)
+        for proc in procs:
+            proc.terminate()
+            proc.wait(timeout=60)
 
 
 def main() -> None:
@@ -148,6 +164,7 @@ def main() -> None:
     parser.add_argument("--per-client", type=int, default=4)
     parser.add_argument("--lengths", default="8,16,32,64,128", help="max_tokens values the requests cycle through")
     parser.add_argument("--threads", type=int, default=1, help="torch threads in the server (every mode)")
+    parser.add_argument("--rounds", type=int, default=2, help="load alternates between the modes in this many rounds")
     parser.add_argument("--request-level", action="store_true", help="also run the request-level batcher")
     parser.add_argument("--json", action="store_true", help="(the last line is always the JSON summary)")
     args = parser.parse_args()
@@ -157,12 +174,11 @@ def main() -> None:
     if args.request_level:
         modes.append(("request-level batches (serve.continuous=false)", "request", 32,
                       ["--set", "serve.continuous=false"]))
-    results = {}
     with tempfile.TemporaryDirectory() as tmp:
         model = build_student(Path(tmp) / "student")
-        for label, key, max_batch, extra in modes:
-            r = run_mode(model, max_batch, extra, args, jobs)
-            results[key] = r
+        results = run_modes(model, modes, args, jobs)
+        for label, key, _, _ in modes:
+            r = results[key]
             print(f"{label}: {r['requests']} requests in {r['seconds']:.1f}s = {r['rps']:.2f} req/s, "
                   f"{r['tok_s']:.0f} tok/s, latency p50 {r['p50']:.2f}s p95 {r['p95']:.2f}s, time to first token "
                   f"p50 {r['ttft_p50']:.2f}s p95 {r['ttft_p95']:.2f}s, mean rows per forward {r['mean_batch']}",

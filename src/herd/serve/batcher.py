@@ -207,9 +207,11 @@ class Batcher:
             if head.stream is not None:
                 try:
                     await loop.run_in_executor(self._pool, self._stream_job, head, loop)
-                except Exception as exc:
+                except Exception as exc:  # the stream tells its client; nobody awaits the future of a stream
+                    self.stats.failed += 1
                     head.stream.fail(exc)
-                    raise
+                    _settle(head.future, result=[])
+                    return
                 results: list[list[GenOutput]] = [[]]
             else:
                 prompts = [p for job in group for p in job.prompts]
@@ -287,8 +289,8 @@ class StreamHandle:
 
     `pieces()` yields (choice index, text, None) for each piece and (choice index, None, finish reason or None) when
     a choice ends. A producer either hands ready pieces (`piece`) or the whole answer so far (`event`, continuous
-    batching): then text that could still be cut by a stop string, or changed by the next token (the last word), is
-    held back until it is clear.
+    batching): then text that could still be cut by a stop string, and a character whose bytes are not all
+    generated yet, are held back until they are clear.
     """
 
     def __init__(self, stop: tuple[str, ...]) -> None:
@@ -322,9 +324,8 @@ class StreamHandle:
                 self.piece(index, text[len(sent):])
             self.end(index, finish)
             return
-        ready = text[: max(0, len(text) - self.hold)]
-        cut = max(ready.rfind(" "), ready.rfind("\n"))
-        ready = ready[: cut + 1] if cut >= 0 else ""
+        ready = text.rstrip("\ufffd")  # a character whose bytes are not all decoded yet
+        ready = ready[: max(0, len(ready) - self.hold)]
         if ready.startswith(sent) and len(ready) > len(sent):
             self.sent[index] = ready
             self.piece(index, ready[len(sent):])

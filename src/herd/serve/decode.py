@@ -166,7 +166,12 @@ class DecodeLoop:
             row.generator = _generator(row.seed, self.model.device)
         cache = DynamicCache(config=self.model.config)
         cache.layers = [_growing_layer() for _ in cache.layers]
-        logits = self._forward(ids, mask, cache)
+        try:
+            logits = self._forward(ids, mask, cache)
+        except Exception as exc:  # only the newcomers fail (e.g. out of memory); the running batch is untouched
+            for row in new:
+                self._end(row, f"error: {type(exc).__name__}: {exc}")
+            return
         self._merge(cache, mask)
         self.rows.extend(new)
         self._pick(new, logits)
