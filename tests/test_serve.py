@@ -150,7 +150,7 @@ BAD = [
     (b'{"model": "gpt2", "messages": [{"role": "user", "content": "hi"}], "n": true}', 400, "n"),
     (b'{"model": "gpt2", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 0}', 400, "max_tokens"),
     (b'{"model": "gpt2", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 65}', 400, "max_tokens"),
-    (b'{"model": "gpt2", "messages": [{"role": "user", "content": "hi"}], "stop": ["a","b","c","d","e"]}', 400, "stop"),
+    (b'{"model": "gpt2", "messages": [{"role": "user", "content": "hi"}], "stop": ["a"] * 17}', 400, "stop"),
     (b'{"model": "gpt2", "messages": [{"role": "user", "content": "hi"}], "logprobs": true}', 400, "logprobs"),
     (json.dumps({"model": "gpt2", "messages": [{"role": "user", "content": "the sun " * 200}]}).encode(), 400,
      "messages"),

@@ -22,6 +22,7 @@ from herd.textgen import GenOutput
 Stop = str | list[str] | None
 MAX_LOGPROBS = 5  # as OpenAI's completions endpoint
 MAX_SEED = 2**63 - 1  # torch generators take 64-bit seeds
+MAX_STOP = 16  # OpenAI allows 4; lm-eval adds the EOS text to a task's own `until` list, which can hold more
 Entry = tuple[int, float | None, list[tuple[int, float]]]  # token id, its log-prob (None: first prompt token), top-k
 
 
@@ -86,8 +87,8 @@ class _Sampling(_Strict):
         if self.stop is None:
             return ()
         items = [self.stop] if isinstance(self.stop, str) else self.stop
-        if len(items) > 4:
-            raise ApiError(400, "stop: at most 4 stop sequences", param="stop")
+        if len(items) > MAX_STOP:
+            raise ApiError(400, f"stop: at most {MAX_STOP} stop sequences", param="stop")
         return tuple(s for s in items if s)
 
 
