@@ -378,7 +378,7 @@ PAPER_BASES = {
 def test_lamini_configs_cover_the_papers_table(shared_data):
     import csv
 
-    files = sorted((REPO / "configs" / "lamini").glob("*.toml"))
+    files = sorted((REPO / "configs" / "lamini").glob("lamini-*.toml"))  # paper.toml: every student, in test_sources
     bases, names = set(), set()
     for path in files:
         cfg = load_config(path)
@@ -439,4 +439,7 @@ def test_other_data_sources(tiny_models, tmp_path):
         load_pairs("self_instruct_user_oriented_instructions.jsonl", tmp_path, ("instruction", "response"))
     (tmp_path / "runs" / "responses").mkdir(parents=True)
     (tmp_path / "runs" / "responses" / "data.jsonl").write_text((tmp_path / "pairs.jsonl").read_text())
-    assert load_pairs("", tmp_path / "runs", ("instruction", "response")).source.endswith("responses/data.jsonl")
+    sets = [f"run.dir={json.dumps(str(tmp_path))}", "run.name=runs", 'run.stages=["responses","train"]']
+    cfg = load_config(None, sets)
+    pairs = load_pairs("", cfg, ("instruction", "response"))
+    assert pairs.source.endswith("responses/data.jsonl") and pairs.dataset[0]["id"] == rows[0]["id"]

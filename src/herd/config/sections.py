@@ -25,6 +25,8 @@ class RunConfig:
     )
     confirm_above_usd: float = opt(1.0, "`herd run` asks before spending more than this on teacher calls.")
     max_cost_usd: float = opt(0.0, "Refuse to start when the estimated cost is above this (0 = no limit).")
+    scale: float = opt(1.0, "Run the [[sources]] recipe at this fraction (0.001 = a trial run): every count and "
+                            "mix.total times this, the same shares.")
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,32 @@ class InstructionsConfig:
         "Words that mean the instruction needs something the model cannot see (mentions_image_or_file).",
     )
     source: str = opt("", "instruction_source label for every row ('' = from style and mode, the paper's labels).")
+    out: str = opt("", "Output folder ('' = <run>/instructions; each [[sources]] entry gets its own).")
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    name: str = opt("", "Name of this source's stages and folder, runs/NAME/sources/<name>/ ('' = its label).")
+    kind: Literal["example", "topic", "answer"] = opt(
+        "example", "example: the teacher writes instructions from seed examples; topic: from seed examples and "
+        "topics; answer: the teacher answers an existing prompt set (LaMini §1).")
+    label: str = opt("", "instruction_source of its rows ('' = the paper's label for the kind and style).")
+    style: Literal["self_instruct", "p3", "flan"] = opt(
+        "self_instruct", "Seed or prompt style: sets instructions per call (20 or 10) and the default label.")
+    data: str = opt("", "Seed pool (example, topic) or prompt set (answer): a JSONL/CSV/Parquet file or a Hub "
+                        "dataset id ('' = herd's own seeds; an answer source must name one).")
+    split: str = opt("train", "Split to read when `data` is a Hub dataset id.")
+    subsets: list[str] = opt([], "Hub configurations to read (P3 has one per prompted task); each row's subset "
+                                 "is its group, so a call's examples share one.")
+    id_field: str = opt("id", "Field with the row's id (rows without it get an id from their text).")
+    instruction_field: str = opt("", "Field with the instruction or prompt ('' = `instruction`, else `inputs`).")
+    input_field: str = opt("", "Field with the input ('' = `input`, else none; dots index into nested fields).")
+    group_field: str = opt("", "Field naming a row's task (examples of one call share it; '' = none or subset).")
+    count: int = opt(0, "Pairs this source puts into the mix, before run.scale (the paper's Table 1 count).")
+    per_call: int = opt(0, "Instructions asked per call (0 = instructions.per_call, else 20 self_instruct, 10 "
+                           "p3/flan).")
+    overgenerate: float = opt(1.25, "Instructions asked for (example, topic) or prompts answered (answer) per pair "
+                                    "the mix takes: parsing, failures and empty answers drop some.")
 
 
 @dataclass(frozen=True)
@@ -137,6 +165,7 @@ class ResponsesConfig:
     temperature: float = opt(1.0, "Sampling temperature (the paper used the API defaults).")
     top_p: float = opt(1.0, "Nucleus sampling.")
     max_tokens: int = opt(512, "Longest answer in tokens; longer ones are flagged truncated.")
+    out: str = opt("", "Output folder ('' = <run>/responses; each [[sources]] entry gets its own).")
 
 
 @dataclass(frozen=True)
@@ -286,7 +315,8 @@ class BenchConfig:
     num_fewshot: int = opt(0, "Few-shot examples per request (the paper: 0, zero-shot).")
     batch_size: str = opt("auto", "lm-eval batch size: auto (largest that fits) or a number.")
     max_batch_size: int = opt(64, "Largest batch size that batch_size = auto tries.")
-    bootstrap_iters: int = opt(100000, "Bootstrap resamples for the stderr of non-mean metrics (lm-eval's default).")
+    bootstrap_iters: int = opt(1000, "Bootstrap resamples for the reported metric's stderr when it is not a mean "
+                                     "(0 = no stderr; lm-eval's own default, 100000, bootstraps every metric).")
     device: str = opt("auto", "torch device: auto (cuda, mps, else cpu), cpu, cuda, cuda:1.")
     dtype: str = opt("auto", "Model dtype passed to lm-eval: auto, float32, bfloat16, float16.")
     out: str = opt("", "Output folder ('' = <run.dir>/<run.name>/bench).")

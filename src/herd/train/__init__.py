@@ -82,7 +82,7 @@ def run(cfg: Config, callbacks: Sequence[Any] = ()) -> Path:
     quiet_transformers()
     wrapper = check_wrapper(read_prompt(tc.wrapper), "train.wrapper") if tc.wrapper else None
     plans = plan_students(tc, world_size())
-    pairs = load_pairs(tc.data, run_path(cfg), (tc.instruction_column, tc.response_column), tc.data_split)
+    pairs = load_pairs(tc.data, cfg, (tc.instruction_column, tc.response_column), tc.data_split)
     usable = pairs.manifest["rows"] - (max(1, round(pairs.manifest["rows"] * tc.eval_fraction))
                                        if tc.eval_fraction else 0)
     for plan in plans:

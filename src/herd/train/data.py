@@ -1,9 +1,9 @@
 """Training pairs for `herd train`: find them, check them, describe them, and tokenise them for one student.
 
-Reads a herd stage output (default: this run's `dedup/data.jsonl`, else `responses/data.jsonl`), any JSONL / CSV /
-Parquet file, a folder saved with `datasets.save_to_disk`, or a Hub dataset id; keeps the instruction and response
-columns (and `instruction_source` for the composition table). Writes nothing into the run: tokenised datasets go to
-the `datasets` cache, so a restarted run does not tokenise again.
+Reads a herd stage output (default: what feeds train in the run's chain: dedup, else mix, else responses), any
+JSONL / CSV / Parquet file, a folder saved with `datasets.save_to_disk`, or a Hub dataset id; keeps the instruction
+and response columns, each row's `id` and its `instruction_source` (for the composition table). Writes nothing into
+the run: tokenised datasets go to the `datasets` cache, so a restarted run does not tokenise again.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from herd.config import Config
 from herd.errors import UserError
 from herd.records import iter_rows, numbered_rows
 from herd.students import Family
@@ -44,17 +45,20 @@ class Tokenised:
     dropped: int
 
 
-def default_source(run_dir: Path) -> Path:
-    for stage in ("dedup", "responses"):
-        candidate = run_dir / stage / "data.jsonl"
-        if candidate.is_file():
-            return candidate
-    raise UserError(f"{run_dir}: no dedup/data.jsonl or responses/data.jsonl yet (run herd dedup, or set train.data)")
+def default_source(cfg: Config) -> Path:
+    """The file that feeds train in this config's chain (`herd.run.feeders`: dedup, else mix, else responses)."""
+    from herd.run import stage_input
+
+    path = stage_input(cfg, "train")
+    if not path.is_file():
+        raise UserError(f"{path}: not written yet (run `herd run` up to {path.parent.name}, or set train.data)")
+    return path
 
 
-def load_pairs(data: str, run_dir: Path, columns: tuple[str, str], split: str = "train") -> Pairs:
-    """Read and check the training pairs; UserError (one line) for a missing column or an empty dataset."""
-    source = data or str(default_source(run_dir))
+def load_pairs(data: str, cfg: Config, columns: tuple[str, str], split: str = "train") -> Pairs:
+    """Read and check the training pairs ('' = `default_source`); UserError (one line) for a missing column or an
+    empty dataset."""
+    source = data or str(default_source(cfg))
     if any(name in Path(source).name for name in EVAL_SETS):
         raise UserError(f"{source}: an evaluation set; herd never trains on evaluation data")
     path = Path(source)
@@ -79,8 +83,8 @@ def _rows(path: str, columns: tuple[str, str], stamp: str) -> Any:
         for name in columns:
             if not isinstance(row[name], str):
                 raise UserError(f"{path}:{number}: field {name!r} must be a string")
-        yield {"instruction": row[instruction], "response": row[response],
-               SOURCE_COLUMN: str(row.get(SOURCE_COLUMN) or "unknown")}
+        yield {"id": str(row.get("id") or f"line-{number}"), "instruction": row[instruction],
+               "response": row[response], SOURCE_COLUMN: str(row.get(SOURCE_COLUMN) or "unknown")}
 
 
 def _from_file(path: Path, columns: tuple[str, str]) -> Any:
@@ -123,7 +127,8 @@ def _from_datasets(source: str, columns: tuple[str, str], split: str) -> Any:
     missing = [c for c in columns if c not in found.column_names]
     if missing:
         raise UserError(f"{source}: no column {missing[0]!r} (columns: {', '.join(found.column_names)})")
-    keep = found.select_columns([*columns, *([SOURCE_COLUMN] if SOURCE_COLUMN in found.column_names else [])])
+    extra = [c for c in ("id", SOURCE_COLUMN) if c in found.column_names and c not in columns]
+    keep = found.select_columns([*columns, *extra])
     keep = keep.rename_columns({columns[0]: "instruction", columns[1]: "response"})
     if SOURCE_COLUMN not in keep.column_names:
         keep = keep.add_column(SOURCE_COLUMN, ["unknown"] * len(keep))
@@ -172,6 +177,8 @@ def _encode(raw: Any, family: Family, tokenizer: Any, wrapper: str | None, optio
     def encode(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
         out = encode_pairs(family, tokenizer, wrapper, (batch["instruction"], batch["response"]), **options)
         out[SOURCE_COLUMN] = batch[SOURCE_COLUMN]
+        if "id" in batch:
+            out["id"] = batch["id"]  # each training row names the dataset row it came from
         return out
 
     procs = min(8, max(1, len(raw) // 50_000))  # a process per 50K rows: tokenising LaMini's 2.6M takes minutes
