@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from herd.serve.kvcache import growing_layer
 from herd.textgen import GenParams, cut_at_stop, eos_ids
 
 TopK = list[tuple[int, float]]
@@ -165,7 +166,7 @@ class DecodeLoop:
             mask[i, width - len(row.ids):] = 1
             row.generator = _generator(row.seed, self.model.device)
         cache = DynamicCache(config=self.model.config)
-        cache.layers = [_growing_layer() for _ in cache.layers]
+        cache.layers = [growing_layer() for _ in cache.layers]
         try:
             logits = self._forward(ids, mask, cache)
         except Exception as exc:  # only the newcomers fail (e.g. out of memory); the running batch is untouched
@@ -301,54 +302,6 @@ class DecodeLoop:
             job.done(exc)
             return
         job.done(result)
-
-
-_LAYER_CLASS: Any = None
-
-
-def _growing_layer() -> Any:
-    """A cache layer whose keys and values live in a buffer with room to grow: a decoding step writes one column
-    instead of copying the whole cache (DynamicLayer's torch.cat per step took 16% of a 24-row step on CPU)."""
-    global _LAYER_CLASS
-    if _LAYER_CLASS is None:
-        from transformers.cache_utils import DynamicLayer
-
-        class GrowingLayer(DynamicLayer):  # type: ignore[misc, valid-type]
-            used = 0
-            buffers: Any = None
-
-            def update(self, key_states: Any, value_states: Any, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
-                if self.buffers is None:
-                    self.is_initialized = True
-                    self.device = key_states.device
-                    self.put(key_states, value_states)
-                    return self.keys, self.values
-                end = self.used + key_states.shape[-2]
-                if end > self.buffers[0].shape[-2]:
-                    self.put(self.keys, self.values, room=end - self.used)
-                    end = self.used + key_states.shape[-2]
-                self.buffers[0][:, :, self.used:end] = key_states
-                self.buffers[1][:, :, self.used:end] = value_states
-                self.used = end
-                self.keys, self.values = self.buffers[0][:, :, :end], self.buffers[1][:, :, :end]
-                return self.keys, self.values
-
-            def put(self, keys: Any, values: Any, room: int = 0) -> None:
-                """Hold exactly these keys and values, with spare columns for the steps to come."""
-                import torch
-
-                width = keys.shape[-2]
-                spare = max(64, width // 2, room)
-                shape = (keys.shape[0], keys.shape[1], width + spare, keys.shape[3])
-                self.buffers = (torch.empty(shape, dtype=keys.dtype, device=keys.device),
-                                torch.empty((*shape[:3], values.shape[3]), dtype=values.dtype, device=values.device))
-                self.buffers[0][:, :, :width] = keys
-                self.buffers[1][:, :, :width] = values
-                self.used = width
-                self.keys, self.values = self.buffers[0][:, :, :width], self.buffers[1][:, :, :width]
-
-        _LAYER_CLASS = GrowingLayer
-    return _LAYER_CLASS()
 
 
 def _generator(seed: int | None, device: Any) -> Any:
