@@ -371,3 +371,25 @@ def test_kd_under_accelerate_with_two_processes(tmp_path, tiny_models):
     meta = json.loads((tmp_path / "runs" / "kd" / "train" / "kd-student" / "herd.json").read_text())
     assert meta["recipe"]["world_size"] == 2 and meta["objective"]["objective"] == "kd"
     assert meta["stats"]["steps"] == 2 and meta["stats"]["train_loss"] == meta["stats"]["train_loss"]  # not NaN
+
+
+def test_kd_loss_same_with_the_head_only_at_scored_positions(tiny_models):
+    from herd.students import load_student
+    from herd.train.collate import PackedCollator
+    from herd.train.loss import student_loss
+
+    model = load_student(str(tiny_models["llama"]), device="cpu", dtype="float32").model.eval()
+    torch.manual_seed(2)
+    feats = []
+    for n in (6, 9, 5):
+        ids = torch.randint(4, 150, (n,)).tolist()
+        pos = list(range(2, n))
+        feats.append({"input_ids": ids, "labels": [-100, -100, *ids[2:]], "kd_pos": pos,
+                      "kd_ids": torch.randint(0, 150, (len(pos) * 2,)).tolist(),
+                      "kd_lps": torch.log_softmax(torch.randn(len(pos), 3), -1)[:, :2].reshape(-1).tolist()})
+    batch = PackedCollator(0, 16, 4)(feats)
+    with torch.no_grad():
+        full = student_loss(model, dict(batch), "causal", None, 1.0, False, 0.7)[0]
+        scored = student_loss(model, dict(batch), "causal", None, 1.0, True, 0.7)[0]
+        plain = student_loss(model, dict(batch), "causal", None, 1.0, True, 0.0)[0]
+    assert torch.allclose(full, scored, atol=1e-5) and not torch.allclose(full, plain, atol=1e-3)
