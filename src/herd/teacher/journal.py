@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from herd.teacher.base import Request, Result
+from herd.teacher.base import Request, Result, TopK
 
 MIGRATIONS: tuple[str, ...] = (
     """
@@ -37,6 +37,13 @@ MIGRATIONS: tuple[str, ...] = (
         created REAL NOT NULL
     );
     CREATE INDEX calls_model ON calls(model);
+    """,
+    # The top-K log-probs of a call (responses.top_logprobs), written in the same transaction as its calls row.
+    """
+    CREATE TABLE topk (
+        key TEXT PRIMARY KEY,
+        data BLOB NOT NULL
+    );
     """,
 )
 
@@ -106,7 +113,22 @@ class Journal:
                 "WHERE calls.status != 'ok'",
                 row,
             )
+            if result.ok and result.topk is not None:
+                # same transaction as the call: a kill leaves both or neither, so a resume never pays twice
+                self._db.execute("INSERT OR IGNORE INTO topk (key, data) VALUES (?, ?)", (row[0], _pack(result.topk)))
             self._db.commit()
+
+    def topk(self, keys: Iterable[str]) -> dict[str, TopK]:
+        """The stored top-K log-probs of finished calls, by key (calls made without top_logprobs have none)."""
+        wanted = list(dict.fromkeys(keys))
+        found: dict[str, TopK] = {}
+        with self._lock:
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                for key, data in self._db.execute(f"SELECT key, data FROM topk WHERE key IN ({marks})", chunk):
+                    found[key] = _unpack(data)
+        return found
 
     def usage(self) -> list[dict[str, Any]]:
         """Calls, tokens and cost per (stage, model), for `herd usage` and manifests."""
@@ -126,3 +148,18 @@ class Journal:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+def _pack(topk: TopK) -> bytes:
+    import zlib
+
+    body = {"tokens": topk.tokens, "ids": topk.ids, "pieces": topk.pieces, "sampled": topk.sampled,
+            "logprobs": [[round(float(v), 5) for v in row] for row in topk.logprobs]}
+    return zlib.compress(json.dumps(body, separators=(",", ":")).encode("utf-8"))
+
+
+def _unpack(data: bytes) -> TopK:
+    import zlib
+
+    body = json.loads(zlib.decompress(data).decode("utf-8"))
+    return TopK(body["tokens"], body["ids"], body["logprobs"], body.get("pieces", []), body.get("sampled", []))

@@ -22,7 +22,7 @@ from typing import Any
 
 from herd.config import TeacherConfig
 from herd.errors import UserError
-from herd.teacher.base import Emit, Request, Result
+from herd.teacher.base import Emit, Request, Result, TopK
 
 GGUF_MAGIC = b"GGUF"
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt", ".pth")
@@ -83,6 +83,7 @@ class LocalTeacher:
                 request=rows[index][0], ok=True, text=out.text, finish_reason=out.finish_reason,
                 prompt_tokens=out.prompt_tokens, completion_tokens=out.completion_tokens,
                 latency_s=time.monotonic() - started,
+                topk=TopK(out.topk[0], out.topk[1], out.topk[2]) if out.topk is not None else None,
             ))
 
         try:
@@ -225,7 +226,7 @@ def _params_for(model: Any, tokenizer: Any, req: Request, prompt: str) -> tuple[
     if room <= 0:
         return None, f"context: the prompt has {n_prompt} tokens, the model's context is {context}"
     params = GenParams(max_new_tokens=room, temperature=req.temperature, top_p=req.top_p, stop=tuple(req.stop),
-                       seed=req.seed)
+                       seed=req.seed, top_logprobs=req.top_logprobs)
     return params, ""
 
 

@@ -206,13 +206,32 @@ def completion(body: dict[str, Any]) -> dict[str, Any]:
     text = " ".join(words[:limit])
     prompt_tokens = sum(len(c.split()) for _, c in messages)
     digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:24]
+    choice: dict[str, Any] = {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}
+    if body.get("logprobs"):
+        choice["logprobs"] = {"content": mock_logprobs(words[:limit], int(body.get("top_logprobs") or 0))}
     return {
         "id": f"chatcmpl-{digest}", "object": "chat.completion", "created": int(time.time()),
         "model": body["model"],
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}],
+        "choices": [choice],
         "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": min(len(words), limit),
                   "total_tokens": prompt_tokens + min(len(words), limit)},
     }
+
+
+def mock_logprobs(words: list[str], k: int) -> list[dict[str, Any]]:
+    """OpenAI-shaped `logprobs.content`: one entry per word (the mock's tokens), the word itself most likely and
+    k - 1 other words of the answer after it, log-probs drawn from a hash of the word (deterministic)."""
+    out = []
+    for i, word in enumerate(words):
+        others = [w for w in dict.fromkeys(words) if w != word][: max(0, k - 1)]
+        top = [word, *others]
+        seed = hashlib.sha256(word.encode()).digest()
+        lps = sorted((-0.1 - (seed[j] / 64.0) * (j + 1) for j in range(len(top))), reverse=True)
+        candidates = [{"token": t, "logprob": round(lp, 4), "bytes": list(t.encode())}
+                      for t, lp in zip(top, lps, strict=True)]
+        out.append({"token": word, "logprob": candidates[0]["logprob"], "bytes": list(word.encode()),
+                    "top_logprobs": candidates if k else [], "position": i})
+    return out
 
 
 def _handler(server: MockServer) -> type[BaseHTTPRequestHandler]:

@@ -28,7 +28,7 @@ from herd import __version__
 from herd.config import TeacherConfig
 from herd.errors import TeacherError, UserError
 from herd.secrets import redact_urls, url_secrets
-from herd.teacher.base import Emit, Request, Result
+from herd.teacher.base import Emit, Request, Result, TopK
 from herd.teacher.ratelimit import Pacer, estimate_tokens, parse_retry_after, retry_delay
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -153,6 +153,8 @@ class OpenAITeacher:
     ) -> tuple[str, Result | TeacherError]:
         """One HTTP call: (the URL it went to, its result or the error it ended in)."""
         body = {"model": self.model, "messages": request.message_dicts(), **request.params()}
+        if request.top_logprobs:
+            body["logprobs"] = True  # top_logprobs (in params) counts only with logprobs on
         async with state.slots:
             await state.pacer.wait(estimate_tokens(request))
             url = state.pick(avoid)
@@ -204,6 +206,7 @@ class OpenAITeacher:
             request=request, ok=True, text=content, finish_reason=str(choices[0].get("finish_reason") or ""),
             prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, latency_s=latency_s,
             raw={**raw, "usage": usage, "endpoint": display_url(url)},
+            topk=top_logprobs_of(choices[0]) if request.top_logprobs else None,
         )
 
     def close(self) -> None:
@@ -294,6 +297,25 @@ def _error_text(response: httpx.Response) -> str:
             return str(body["message"])
     text = re.sub(r"<[^>]+>", " ", response.text)  # an HTML error page: its words, not its tags (cut after scrub)
     return text.strip() or response.reason_phrase or "no detail"
+
+
+def top_logprobs_of(choice: dict[str, Any]) -> TopK:
+    """The token strings and top-K log-probs of a choice (`logprobs.content`); a TeacherError when there are none
+    (the endpoint ignores or refuses top_logprobs: asking again would not help)."""
+    content = (choice.get("logprobs") or {}).get("content") if isinstance(choice.get("logprobs"), dict) else None
+    if not isinstance(content, list) or not content:
+        raise TeacherError("no_logprobs: responses.top_logprobs is set but the endpoint returned no logprobs.content",
+                           retryable=False)
+    topk = TopK()
+    try:
+        for step in content:
+            candidates = step.get("top_logprobs") or [{"token": step["token"], "logprob": step["logprob"]}]
+            topk.sampled.append(str(step["token"]))
+            topk.pieces.append([str(c["token"]) for c in candidates])
+            topk.logprobs.append([float(c["logprob"]) for c in candidates])
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise TeacherError("bad_logprobs: logprobs.content entries lack token / logprob") from None
+    return topk
 
 
 def _int(value: Any, fallback: int) -> int:

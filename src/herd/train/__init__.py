@@ -92,6 +92,7 @@ def run(cfg: Config, callbacks: Sequence[Any] = ()) -> Path:
         if plan.recipe.batch_size > usable:
             raise UserError(f"{plan.where}: effective batch {plan.recipe.batch_size} is larger than the {usable} "
                             "training pairs (lower train.batch_size)")
+    kd = prepare_kd(tc, plans, run_path(cfg))  # a student without the teacher's vocabulary stops here, exit 2
     out = Path(tc.output) if tc.output else run_path(cfg) / "train"
     results = []
     for plan in plans:
@@ -99,7 +100,7 @@ def run(cfg: Config, callbacks: Sequence[Any] = ()) -> Path:
             say(f"train: {plan.name} is already trained ({out / plan.name}); skipped")
             results.append({"name": plan.name, "path": str(out / plan.name), "skipped": True})
             continue
-        results.append(train_one(cfg, plan, pairs, wrapper, callbacks, out))
+        results.append(train_one(cfg, plan, pairs, wrapper, (callbacks, kd), out))
     if is_main():
         write_json(out / "manifest.json", {"stage": "train", "students": results, "data": pairs.manifest,
                                            "versions": versions()})
@@ -119,18 +120,44 @@ def say(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
 
-def train_one(cfg: Config, plan: Plan, pairs: Pairs, wrapper: str | None, callbacks: Sequence[Any],
+def prepare_kd(tc: TrainConfig, plans: list[Plan], run_dir: Path) -> dict[str, Any] | None:
+    """objective kd: the sidecar's targets and metadata, after checking every student's vocabulary against it."""
+    if tc.objective != "kd":
+        return None
+    if not 0 <= tc.kd_weight <= 1:
+        raise UserError(f"train.kd_weight must be between 0 and 1, got {tc.kd_weight}")
+    from herd.train.kd_data import check_vocabulary, load_targets, student_tokenizer
+
+    meta, targets = load_targets(tc.kd_topk, run_dir)
+    for plan in plans:
+        check_vocabulary(student_tokenizer(plan.table.base, plan.table.tokenizer), meta, plan.where)
+    return {"meta": meta, "targets": targets, "weight": tc.kd_weight}
+
+
+def kd_record(kd: dict[str, Any] | None, tc: TrainConfig) -> dict[str, Any]:
+    """What herd.json and the model card say about the objective (teacher, K, weight, tokenizer)."""
+    if kd is None:
+        return {"objective": tc.objective}
+    meta = kd["meta"]
+    return {"objective": "kd", "kd_weight": kd["weight"], "top_k": meta["k"], "teacher": meta.get("teacher", ""),
+            "teacher_tokenizer": meta["name"], "vocab_sha256": meta["vocab_sha256"], "sidecar": meta["source"],
+            "distribution": meta.get("distribution", "")}
+
+
+def train_one(cfg: Config, plan: Plan, pairs: Pairs, wrapper: str | None, extra: tuple[Sequence[Any], Any],
               out: Path) -> dict[str, Any]:
     from accelerate import PartialState
 
     tc, recipe = cfg.train, plan.recipe
+    callbacks, kd = extra
     work = out / f"{plan.name}.partial"
     student = build_student(plan.table, plan.config, model_kwargs(tc, plan.family), plan.where)
     ensure_pad_token(student.model, student.tokenizer)
     side, student.tokenizer.padding_side = student.tokenizer.padding_side, "right"
     options = {"max_length": tc.max_length, "mask_prompt": tc.mask_prompt, "response_prefix": tc.response_prefix}
     with PartialState().main_process_first():
-        data = tokenise(pairs, plan.family, student.tokenizer, wrapper, options, tc.eval_fraction, cfg.run.seed)
+        data = tokenise(pairs, plan.family, student.tokenizer, wrapper, options, tc.eval_fraction, cfg.run.seed,
+                        kd=(kd["targets"], int(kd["meta"]["k"])) if kd else None)
     if recipe.batch_size > len(data.train):
         raise UserError(f"{plan.where}: effective batch {recipe.batch_size} is larger than the {len(data.train)} "
                         f"pairs that fit max_length {tc.max_length} (lower train.batch_size)")
@@ -149,7 +176,8 @@ def train_one(cfg: Config, plan: Plan, pairs: Pairs, wrapper: str | None, callba
                    "config_overrides": plan.table.config_overrides, "recipe": recipe.as_dict(), "packing": packing,
                    "data": {k: pairs.manifest.get(k) for k in ("source", "sha256", "rows")}, "wrapper": wrapper,
                    "response_prefix": tc.response_prefix, "lora": [tc.lora, tc.qlora, tc.lora_r, tc.lora_alpha],
-                   "batching": batches.layout.describe() | {"accumulation": batches.accumulation}}
+                   "batching": batches.layout.describe() | {"accumulation": batches.accumulation},
+                   **({"kd": kd_record(kd, tc)} if kd else {})}
     if tc.overwrite and is_main() and (work / "herd-train.json").is_file():
         _clear_if_changed(work, plan_record)
     resume = resume_point(work, plan_record, is_main())
@@ -157,13 +185,14 @@ def train_one(cfg: Config, plan: Plan, pairs: Pairs, wrapper: str | None, callba
         say(f"train: {plan.name} resumes from {resume.name}")
     label = f"train {plan.name}"
     trainer = make_trainer(plan.family, model, args, student.tokenizer, data, {
-        "sampler": batches.sampler, "collator": batches.collator,
+        "sampler": batches.sampler, "collator": batches.collator, "kd_weight": kd["weight"] if kd else 0.0,
         "callbacks": [progress_callback(label, cfg.run.quiet), *callbacks]})
     result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     student.tokenizer.padding_side = side
     context = {"plan": plan, "pairs": pairs, "data": data, "packing": packing, "wrapper": wrapper,
                "result": result, "work": work, "out": out, "main": is_main(),
-               "batching": batches.info() | {"gradient_checkpointing_reason": why}}
+               "batching": batches.info() | {"gradient_checkpointing_reason": why},
+               "objective": {**kd_record(kd, tc), **({"coverage": data.kd} if kd else {})}}
     return finish_student(trainer, student, tc, context)
 
 

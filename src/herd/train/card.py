@@ -73,9 +73,21 @@ def training_section(info: dict[str, Any], has_plot: bool) -> str:
               f"- optimizer steps: {stats.get('steps')}; final train loss: {stats.get('train_loss')}; "
               f"eval loss: {stats.get('eval_loss', 'none')}; runtime: {stats.get('runtime_s')} s; "
               f"non-padding tokens/s: {stats.get('tokens_per_s')}"]
+    lines += objective_lines(info.get("objective", {"objective": "sft"}))
     if has_plot:
         lines += ["", "![loss curve](loss.png)"]
     return "\n".join(lines) + "\n"
+
+
+def objective_lines(obj: dict[str, Any]) -> list[str]:
+    if obj.get("objective") != "kd":
+        return ["- objective: sft (cross-entropy on the teacher's responses)"]
+    cover = obj.get("coverage", {})
+    return [f"- objective: kd (token-level distillation): loss = (1 - {obj['kd_weight']}) x CE + {obj['kd_weight']} "
+            f"x KL to the teacher's top-{obj['top_k']} next-token distribution (rest of the mass as one bucket); "
+            f"teacher: {obj.get('teacher') or 'see the responses manifest'}; teacher tokenizer: "
+            f"`{obj['teacher_tokenizer']}`; response tokens with a teacher distribution: "
+            f"{cover.get('taught_tokens', '?')} of {cover.get('response_tokens', '?')}"]
 
 
 def write_card(folder: Path, info: dict[str, Any], history: list[dict[str, Any]]) -> Path:

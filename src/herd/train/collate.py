@@ -12,6 +12,7 @@ from typing import Any
 
 from herd.students import IGNORE
 from herd.train.batching import bucket_length, segment, shape_rows
+from herd.train.kd import kd_batch
 
 HOST_COUNTS = ("herd_tokens", "herd_label_tokens")
 
@@ -48,11 +49,13 @@ class PackedCollator:
         labels: list[int] = []
         positions: list[int] = []
         spans: list[int] = []
+        starts: list[tuple[int, int]] = []  # (example, flat offset): where distillation targets go (herd.train.kd)
         for r in range(count):
             used = 0
             for pos in rows[r] if r < len(rows) else []:
                 feature = features[pos]
                 n = lengths[pos]
+                starts.append((pos, len(ids)))
                 ids.extend(feature["input_ids"])
                 labels.append(IGNORE)
                 labels.extend(feature["labels"][1:])
@@ -75,6 +78,7 @@ class PackedCollator:
                 bounds.append(bounds[-1] + n)
             cu = torch.tensor(bounds, dtype=torch.int32)
             batch.update(cu_seq_lens_q=cu, cu_seq_lens_k=cu, max_length_q=max(spans), max_length_k=max(spans))
+        batch.update(kd_batch(features, starts, shape))
         return batch
 
 
@@ -112,4 +116,6 @@ class BucketCollator:
             "herd_label_tokens": sum(_count(f, not seq2seq) for f in features)}
         if seq2seq:
             batch["decoder_input_ids"] = torch.tensor(decoder)
+        batch.update(kd_batch(features, [(i, i * label_width) for i in range(len(features))],
+                              (len(features), label_width)))
         return batch

@@ -47,6 +47,7 @@ class Tokenised:
     dropped: int
     sizes: list[tuple[int, int]] = field(default_factory=list)  # (input tokens, label tokens) per training example
     where: list[str] = field(default_factory=list)  # "file:line" (or "dataset row N") per training example
+    kd: dict[str, Any] = field(default_factory=dict)  # objective kd: how many response tokens have a teacher target
 
 
 def default_source(cfg: Config) -> Path:
@@ -155,9 +156,11 @@ def _file_manifest(path: Path) -> dict[str, Any]:
 
 def tokenise(
     pairs: Pairs, family: Family, tokenizer: Any, wrapper: str | None, options: dict[str, Any], eval_fraction: float,
-    seed: int,
+    seed: int, *, kd: tuple[dict[str, Any], int] | None = None,
 ) -> Tokenised:
-    """Tokenise for one student; pairs whose prompt leaves no room for a response are dropped and counted."""
+    """Tokenise for one student; pairs whose prompt leaves no room for a response are dropped and counted.
+
+    `kd` = (top-K targets by row id, K): each example also gets its teacher targets (herd.train.kd_data)."""
     raw = pairs.dataset
     evaluation = None
     if eval_fraction > 0:
@@ -179,10 +182,20 @@ def tokenise(
     label = "line" if Path(pairs.source).is_file() else "row"
     where = [f"{pairs.source} {label} {n}" if label == "row" else f"{pairs.source}:{n}" for n in counts[ROW_COLUMN]]
     keep = ["input_ids", "labels", "loss_tokens", *(["id"] if "id" in train.column_names else [])]
+    coverage: dict[str, Any] = {}
+    if kd is not None:
+        from herd.train.kd import KD_FIELDS
+        from herd.train.kd_data import attach
+
+        train, coverage = attach(train, kd[0], kd[1], family == "seq2seq")
+        keep += list(KD_FIELDS)
     train = train.select_columns(keep)
     if evaluation is not None:
-        evaluation = _encode(evaluation, family, tokenizer, wrapper, options)[0].select_columns(keep)
-    return Tokenised(train, evaluation, lengths, composition, dropped, sizes, where)
+        evaluation = _encode(evaluation, family, tokenizer, wrapper, options)[0]
+        if kd is not None:
+            evaluation = attach(evaluation, kd[0], kd[1], family == "seq2seq")[0]
+        evaluation = evaluation.select_columns(keep)
+    return Tokenised(train, evaluation, lengths, composition, dropped, sizes, where, coverage)
 
 
 def _encode(raw: Any, family: Family, tokenizer: Any, wrapper: str | None, options: dict[str, Any]) -> tuple[Any, int]:

@@ -87,6 +87,7 @@ def finish_student(trainer: Any, student: Student, tc: TrainConfig, ctx: dict[st
         "max_length": tc.max_length, "recipe": plan.recipe.as_dict(), "packing": ctx["packing"],
         "lora": tc.lora, "data": {k: ctx["pairs"].manifest.get(k) for k in ("source", "sha256", "rows")},
         "stats": stats, "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "objective": ctx.get("objective", {"objective": "sft"}),
     }
     sharded = bool(getattr(trainer, "is_fsdp_enabled", False)) or _zero3(trainer)
     final = work / "final"

@@ -79,7 +79,8 @@ def make_trainer(family: Family, model: Any, args: Any, tokenizer: Any, data: To
             # training computes the output layer only at scored positions (not under torch.compile: a data-dependent
             # shape per batch would break the graph); evaluation keeps whole logits for the Trainer's metrics
             scored_only = model.training and not self.args.torch_compile
-            loss, outputs = student_loss(model, inputs, family, num_items_in_batch, scale, scored_only)
+            loss, outputs = student_loss(model, inputs, family, num_items_in_batch, scale, scored_only,
+                                         options.get("kd_weight", 0.0))
             return (loss, outputs) if return_outputs else loss
 
         def floating_point_ops(self, inputs: dict[str, Any]) -> int:

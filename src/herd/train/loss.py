@@ -13,11 +13,12 @@ from typing import Any
 
 from herd.students import IGNORE
 from herd.train.collate import HOST_COUNTS
+from herd.train.kd import BATCH_FIELDS, distill_loss
 
 
 def split_inputs(inputs: dict[str, Any]) -> tuple[dict[str, Any], Any, dict[str, int]]:
     """(what the model reads, the labels, the host-side counts) of one collated batch."""
-    model_inputs = {k: v for k, v in inputs.items() if k not in HOST_COUNTS and k != "labels"}
+    model_inputs = {k: v for k, v in inputs.items() if k not in HOST_COUNTS and k != "labels" and k not in BATCH_FIELDS}
     return model_inputs, inputs["labels"], {k: int(inputs.get(k, 0)) for k in HOST_COUNTS}
 
 
@@ -62,21 +63,32 @@ def head_only_at(model: Any, mask: Any) -> Iterator[None]:
 
 
 def student_loss(model: Any, inputs: dict[str, Any], family: str, num_items: Any = None, scale: float = 1.0,
-                 scored_only: bool = False) -> tuple[Any, Any]:
+                 scored_only: bool = False, kd_weight: float = 0.0) -> tuple[Any, Any]:
     """(loss, outputs) of one micro-batch. num_items: label tokens of the whole step over all devices (None: this
     batch's own, i.e. a plain mean, as in evaluation); scale: the number of data-parallel processes (their gradients
     are averaged, the loss is normalised over all of them); scored_only: compute the output layer only where a label
-    is scored (training; the same loss and gradients; `outputs.logits` is then 2-D)."""
+    is scored (training; the same loss and gradients; `outputs.logits` is then 2-D). A batch with distillation
+    targets (objective kd) gets herd.train.kd's mixed loss, weighted by kd_weight, instead of plain CE."""
     import torch
 
     model_inputs, labels, counts = split_inputs(inputs)
     items = num_items if num_items is not None else max(1, counts["herd_label_tokens"])
     shift = family != "seq2seq"
+    kd = {k: inputs[k] for k in BATCH_FIELDS} if "kd_ids" in inputs else None
     if not scored_only:
         outputs = model(**model_inputs, use_cache=False)
+        if kd is not None:
+            return distill_loss(outputs.logits, labels, kd, kd_weight, shift, items)[0] * scale, outputs
         return label_loss(outputs.logits, labels, shift, items) * scale, outputs
     mask = scored_positions(labels, shift)
     with head_only_at(model, mask):
         outputs = model(**model_inputs, use_cache=False)
-    targets = (torch.roll(labels, -1, dims=1) if shift else labels)[mask]
+
+    def scored(t: Any) -> Any:  # the values at each scored position (decoder-only: those one step later)
+        return (torch.roll(t, -1, dims=1) if shift else t)[mask]
+
+    targets = scored(labels)
+    if kd is not None:  # the targets follow the labels to the scored positions: one row of them, no shift
+        picked = {k: scored(v)[None] for k, v in kd.items()}
+        return distill_loss(outputs.logits[None], targets[None], picked, kd_weight, False, items)[0] * scale, outputs
     return label_loss(outputs.logits, targets, False, items) * scale, outputs
