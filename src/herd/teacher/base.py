@@ -1,7 +1,7 @@
 """The `Teacher` protocol every backend implements, and the request/result types that cross it.
 
-A `Request` is one chat call: messages plus sampling parameters plus a sample index (so asking the same prompt for
-several samples gives several journal rows). Its `key(model)` hashes all of that with the model's identity: the
+A `Request` is one chat call: messages plus sampling parameters (and optionally a response format, a JSON schema the
+answer must follow) plus a sample index (so asking the same prompt for several samples gives several journal rows). Its `key(model)` hashes all of that with the model's identity: the
 journal's primary key, so a finished call is never made twice.
 """
 
@@ -26,6 +26,9 @@ class Request:
     seed: int | None = None
     stop: tuple[str, ...] = ()
     tag: str = ""
+    # An OpenAI `response_format` object as JSON text ('' = free text); a json_schema in it is what the local
+    # backend constrains its decoding to (herd.teacher.structured). Part of the key when set.
+    response_format: str = ""
 
     @staticmethod
     def chat(user: str, system: str | None = None, **params: Any) -> Request:
@@ -41,6 +44,8 @@ class Request:
             out["seed"] = self.seed
         if self.stop:
             out["stop"] = list(self.stop)
+        if self.response_format:
+            out["response_format"] = json.loads(self.response_format)
         return out
 
     def key(self, model: str) -> str:
