@@ -19,10 +19,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from teacher_local import INSTRUCTIONS  # this folder is on sys.path when run as a script
 from herd.config import TeacherConfig
 from herd.teacher.base import Request, Result
 from herd.teacher.local import LocalTeacher
+from teacher_local import INSTRUCTIONS  # this folder is on sys.path when run as a script
 
 
 def transformers_side(prompts: list[str], new_tokens: int, batch: int) -> tuple[float, list[str], int]:

@@ -17,6 +17,7 @@ from herd.errors import UserError
 from herd.prompts import prompt_path, read_prompt
 from herd.records import in_shard, numbered_rows, parse_shard, stable_id, stage_files
 from herd.rundir import StageDir, journal_path, run_path
+from herd.sampling import request_seed
 from herd.teacher import Request, Result, open_engine
 
 STAGE = "responses"
@@ -40,7 +41,7 @@ def run(cfg: Config) -> Path:
     by_id = {r["id"]: r for r in todo}
     requests = [
         Request.chat(r["instruction"], system, max_tokens=rc.max_tokens, temperature=rc.temperature,
-                     top_p=rc.top_p, tag=r["id"])
+                     top_p=rc.top_p, tag=r["id"], seed=request_seed(STAGE, cfg.run.seed, r["instruction"]))
         for r in todo
     ]
     last_sync = time.monotonic()
@@ -56,7 +57,8 @@ def run(cfg: Config) -> Path:
         usage = engine.map(requests, on_result, label=STAGE)
     finally:
         engine.close()
-    sampling = {"temperature": rc.temperature, "top_p": rc.top_p, "max_tokens": rc.max_tokens}
+    sampling = {"temperature": rc.temperature, "top_p": rc.top_p, "max_tokens": rc.max_tokens, "seed": cfg.run.seed,
+                "per_request_seed": "sha256('herd-responses:<run.seed>:<instruction>'), first 63 bits"}
     return stage.finish(cfg, {"input": str(source), "sampling": sampling, "teacher": engine.model_id},
                         usage.as_dict())
 

@@ -10,6 +10,7 @@ answer alone or in any batch (up to float rounding of the batch's logits, which 
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -42,3 +43,9 @@ class RowSampler:
 def seed_from_key(key: str) -> int:
     """A 63-bit sampling seed from a hex digest (a request's journal key)."""
     return int(key[:16], 16) & 0x7FFF_FFFF_FFFF_FFFF
+
+
+def request_seed(stage: str, run_seed: int, what: str) -> int:
+    """A stage's sampling seed for one request: the first 63 bits of sha256('herd-<stage>:<run.seed>:<what>')."""
+    digest = hashlib.sha256(f"herd-{stage}:{run_seed}:{what}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1  # 63 bits: fits every endpoint's integer seed

@@ -110,7 +110,8 @@ def judge_json(
         return [Piece(text.strip(), "wrong_shape")]
     texts = [clean(x) if isinstance(x, str) else "" for x in items]
     pieces = _verdicts(texts, seeds, words, banned, -1)
-    return [Piece(json.dumps(x), "wrong_shape") if not isinstance(x, str) else p for x, p in zip(items, pieces)]
+    return [p if isinstance(x, str) else Piece(json.dumps(x), "wrong_shape")
+            for x, p in zip(items, pieces, strict=True)]
 
 
 def _json_object(text: str) -> dict[str, object] | None:

@@ -8,7 +8,6 @@ runs the calls whose tag hashes to shard i and writes `instructions/shard-i-of-n
 
 from __future__ import annotations
 
-import hashlib
 import sys
 import time
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from herd.instructions.topics import load_topics, propose
 from herd.prompts import prompt_path, read_prompt
 from herd.records import in_shard, parse_shard, stable_id
 from herd.rundir import StageDir, file_hash, journal_path, run_path
+from herd.sampling import request_seed
 from herd.teacher import Engine, Request, Result, open_engine, structured
 
 STAGE = "instructions"
@@ -117,7 +117,8 @@ def run(cfg: Config) -> Path:
     extra = {
         "teacher": engine.model_id, "style": ic.style, "modes": list(s.modes), "per_call": s.per_call,
         "output": s.output, "output_fallback": fallback,
-        "sampling": {**params, "seed": cfg.run.seed, "per_request_seed": SEED_RULE}, "shard": list(shard), "calls_planned": len(plan), "calls_in_shard": len(calls),
+        "sampling": {**params, "seed": cfg.run.seed, "per_request_seed": SEED_RULE},
+        "shard": list(shard), "calls_planned": len(plan), "calls_in_shard": len(calls),
         "seeds": {"origin": pool.origin, "count": len(pool.seeds),
                   "sha256": file_hash(pool.path) if pool.path else None},
         "topics": {"origin": str(topics_path) if topics_path else None, "count": len(topics),
@@ -133,7 +134,7 @@ def record_prompts(stage: StageDir, s: Settings, ic: InstructionsConfig, proposi
         stage.add_prompt("propose_topics", prompt_path(ic.propose_prompt))
 
 
-SEED_RULE = "sha256('herd-instructions:<run.seed>:<call tag>'), first 8 bytes"
+SEED_RULE = "sha256('herd-instructions:<run.seed>:<call tag>'), first 63 bits"
 
 
 def call_requests(
@@ -147,15 +148,10 @@ def call_requests(
                                          "instructions")
     return [
         Request.chat(render(s.templates[c.mode], c, s.per_call, ic.input_format, s.output == "json"), None,
-                     sample_index=c.index, tag=c.tag, seed=call_seed(run_seed, c.tag), response_format=fmt,
+                     sample_index=c.index, tag=c.tag, seed=request_seed(STAGE, run_seed, c.tag), response_format=fmt,
                      **params)
         for c in calls
     ]
-
-
-def call_seed(run_seed: int, tag: str) -> int:
-    digest = hashlib.sha256(f"herd-instructions:{run_seed}:{tag}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") >> 1  # 63 bits: fits every endpoint's integer seed
 
 
 def choose_output(

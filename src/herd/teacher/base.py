@@ -1,8 +1,9 @@
 """The `Teacher` protocol every backend implements, and the request/result types that cross it.
 
 A `Request` is one chat call: messages plus sampling parameters (and optionally a response format, a JSON schema the
-answer must follow) plus a sample index (so asking the same prompt for several samples gives several journal rows). Its `key(model)` hashes all of that with the model's identity: the
-journal's primary key, so a finished call is never made twice.
+answer must follow) plus a sample index (so asking the same prompt for several samples gives several journal
+rows). Its `key(model)` hashes all of that with the model's identity: the journal's primary key, so a finished call
+is never made twice.
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
 """A deterministic teacher for tests: the same request always gets the same answer, with no model and no network.
 
 Asked for `<example>` blocks (an instruction-generation prompt), it writes that many numbered instructions derived
-from a hash of the prompt (as a JSON object when the request carries the instructions schema); asked for a `Grade:` (the judge's rubric) it grades A-D, asked for a `Verdict:` (the
-hallucination probe) it says REJECTED or HALLUCINATED, both from a hash; asked anything else, it answers with a short
-sentence that quotes the question. The model name `fake-unparseable` answers judges with no grade at all, for
-testing re-asks. Token counts are word counts.
+from a hash of the prompt (as a JSON object when the request carries the instructions schema); asked for a
+`Grade:` (the judge's rubric) it grades A-D, asked for a `Verdict:` (the hallucination probe) it says REJECTED or
+HALLUCINATED, both from a hash; asked anything else, it answers with a short sentence that quotes the question. The
+model name `fake-unparseable` answers judges with no grade at all, for testing re-asks. Token counts are word counts.
 """
 
 from __future__ import annotations

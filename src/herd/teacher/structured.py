@@ -90,6 +90,7 @@ class SchemaMask:
         self.started = False
 
     def __call__(self, input_ids: Any, scores: Any) -> Any:
+        import numpy as np
         import torch
 
         for i, matcher in enumerate(self.matchers):
@@ -104,9 +105,10 @@ class SchemaMask:
             else:
                 self.fill(matcher, self.bitmask, i)
         self.started = True
-        shifts = torch.arange(32, dtype=torch.int32)
-        allowed = ((self.bitmask.unsqueeze(-1) >> shifts) & 1).bool().reshape(len(self.matchers), -1)
+        # Bit j of 32-bit word w allows token 32*w + j: little-endian bytes unpacked little-endian give that order.
+        bits = np.unpackbits(self.bitmask.numpy().view(np.uint8), axis=1, bitorder="little")
         width = scores.shape[1]
-        if allowed.shape[1] < width:
-            allowed = torch.cat([allowed, allowed.new_zeros(allowed.shape[0], width - allowed.shape[1])], dim=1)
-        return scores.masked_fill(~allowed[:, :width].to(scores.device), float("-inf"))
+        banned = np.ones((len(self.matchers), width), dtype=bool)
+        shared = min(width, bits.shape[1])
+        banned[:, :shared] = bits[:, :shared] == 0
+        return scores.masked_fill_(torch.from_numpy(banned).to(scores.device), float("-inf"))
