@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +46,7 @@ class Settings:
     templates: dict[str, str]  # mode -> prompt text
     prompt_names: dict[str, str]  # mode -> prompt name or path
     output: str = "tags"  # "tags" | "json" (see herd.teacher.structured)
+    local: bool = False  # a local teacher: JSON output is held to plain sentences too
 
     def label(self, ic: InstructionsConfig, mode: str) -> str:
         return ic.source or LABELS[(ic.style, mode)]
@@ -69,7 +70,7 @@ def settings(ic: InstructionsConfig) -> Settings:
     return _with_output(ic, modes, ic.output)
 
 
-def _with_output(ic: InstructionsConfig, modes: tuple[Mode, ...], output: str) -> Settings:
+def _with_output(ic: InstructionsConfig, modes: tuple[Mode, ...], output: str, local: bool = False) -> Settings:
     """Settings for one output form: the JSON form swaps herd's default prompts for their JSON twins."""
     names = {"example": ic.example_prompt, "topic": ic.topic_prompt}
     if output == "json":
@@ -80,7 +81,7 @@ def _with_output(ic: InstructionsConfig, modes: tuple[Mode, ...], output: str) -
         check_template(templates[mode], names[mode], mode)
     per_call = ic.per_call or (20 if ic.style == "self_instruct" else 10)
     words = (ic.min_words, ic.max_words or (150 if ic.style == "self_instruct" else 400))
-    return Settings(modes, per_call, words, templates, {m: names[m] for m in modes}, output)
+    return Settings(modes, per_call, words, templates, {m: names[m] for m in modes}, output, local)
 
 
 def run(cfg: Config) -> Path:
@@ -94,6 +95,7 @@ def run(cfg: Config) -> Path:
     params = {"max_tokens": ic.max_tokens, "temperature": ic.temperature, "top_p": ic.top_p}
     if s.output == "json" and cfg.teacher.backend == "local":
         structured.require("instructions.output = 'json'")
+        s = replace(s, local=True)
     # The engine first: a missing key or an unreachable endpoint stops here, before any file is written.
     engine = open_engine(cfg.teacher, journal_path(cfg), stage=STAGE, quiet=cfg.run.quiet)
     try:
@@ -144,8 +146,10 @@ def call_requests(
     fmt = ""
     if s.output == "json":
         low, high = s.words
-        fmt = structured.response_format(structured.instructions_schema(s.per_call, 4 * low, 8 * high),
-                                         "instructions")
+        # Local decoding also holds each string to one plain sentence; an API teacher's instructions may quote an
+        # input, so its schema limits only the length.
+        schema = structured.instructions_schema(s.per_call, 4 * low, 8 * high, plain=s.local)
+        fmt = structured.response_format(schema, "instructions")
     return [
         Request.chat(render(s.templates[c.mode], c, s.per_call, ic.input_format, s.output == "json"), None,
                      sample_index=c.index, tag=c.tag, seed=request_seed(STAGE, run_seed, c.tag), response_format=fmt,

@@ -19,11 +19,18 @@ INSTALL = "pip install llguidance"
 _TOKENIZERS: dict[int, Any] = {}  # id(hf tokenizer) -> llguidance tokenizer (building one takes ~0.3 s)
 
 
-def instructions_schema(n: int, min_chars: int, max_chars: int) -> dict[str, Any]:
-    """A JSON object holding exactly `n` instruction strings."""
+# One plain sentence: a capital letter first, a full stop, question mark or colon last, no brackets, braces, quotes,
+# backslashes or line breaks between (a small model otherwise "closes" the JSON inside a string and rambles on).
+PLAIN_SENTENCE = r'^[A-Z][^\[\]{}<>\\\n"]*[.?!:]$'
+
+
+def instructions_schema(n: int, min_chars: int, max_chars: int, plain: bool = False) -> dict[str, Any]:
+    """A JSON object holding exactly `n` instruction strings (each one `PLAIN_SENTENCE` with `plain`)."""
     item: dict[str, Any] = {"type": "string", "minLength": min_chars}
     if max_chars > 0:
         item["maxLength"] = max_chars
+    if plain:
+        item["pattern"] = PLAIN_SENTENCE
     return {
         "type": "object",
         "properties": {"instructions": {"type": "array", "items": item, "minItems": n, "maxItems": n}},
