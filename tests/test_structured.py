@@ -173,3 +173,19 @@ def test_an_endpoint_that_refuses_response_format_falls_back_to_tags(tmp_path: P
     kept = [json.loads(x) for x in (folder / "data.jsonl").read_text().splitlines()]
     assert len(kept) == 4 * 5  # the fake answers tags with exactly N blocks
     assert json.loads((again / "manifest.json").read_text())["usage"]["cached"] == 4  # nothing asked twice
+
+
+def test_json_replies_are_read_with_a_reason_for_every_dropped_piece() -> None:
+    from herd.instructions.parse import judge_json
+
+    def read(text: str, truncated: bool = False) -> list[tuple[str, str]]:
+        return [(p.text, p.reason) for p in judge_json(text, seeds={"name a fruit"}, words=(3, 8), banned=None,
+                                                       truncated=truncated)]
+
+    fenced = '```json\n{"instructions": ["Write a poem about rain.", "Name a fruit.", "Hi.", 7]}\n```'
+    assert read(fenced) == [("Write a poem about rain.", ""), ("Name a fruit.", "copies_seed"), ("Hi.", "too_short"),
+                            ("7", "wrong_shape")]
+    cut = '{"instructions":["Write a poem about the sea.","Name three birds of prey.","Explain how tid'
+    assert read(cut, truncated=True) == [("Write a poem about the sea.", ""), ("Name three birds of prey.", ""),
+                                         ('"Explain how tid', "truncated")]
+    assert read(cut) == [(cut, "unparseable")] and read('{"items": []}') == [('{"items": []}', "wrong_shape")]

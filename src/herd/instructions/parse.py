@@ -98,13 +98,17 @@ def judge_json(
 ) -> list[Piece]:
     """Every instruction of a JSON answer (`{"instructions": [...]}`) with its verdict.
 
-    A reply cut off before its JSON closed is one `truncated` piece, any other reply that does not parse is
-    `unparseable`, an object of another shape is `wrong_shape`; a code fence or chatter around the object is
+    A reply cut off before its JSON closed keeps the strings that were complete and ends in one `truncated` piece,
+    any other reply that does not parse is `unparseable`, an object of another shape is `wrong_shape`; a code fence or chatter around the object is
     ignored (an endpoint without schema support may add them).
     """
     body = _json_object(text)
+    if body is None and truncated:
+        done, rest = _complete_items(text)  # a paid call cut off by max_tokens still holds its finished strings
+        kept = _verdicts([clean(x) for x in done], seeds, words, banned, -1)
+        return kept + [Piece(rest.strip(), "truncated")]
     if body is None:
-        return [Piece(text.strip(), "truncated" if truncated else "unparseable")]
+        return [Piece(text.strip(), "unparseable")]
     items = body.get("instructions")
     if not isinstance(items, list):
         return [Piece(text.strip(), "wrong_shape")]
@@ -112,6 +116,26 @@ def judge_json(
     pieces = _verdicts(texts, seeds, words, banned, -1)
     return [p if isinstance(x, str) else Piece(json.dumps(x), "wrong_shape")
             for x, p in zip(items, pieces, strict=True)]
+
+
+def _complete_items(text: str) -> tuple[list[str], str]:
+    """The strings of `{"instructions": [...` that closed before the cut, and the unfinished rest."""
+    start = text.find("[")
+    if start < 0:
+        return [], text
+    decoder = json.JSONDecoder()
+    items: list[str] = []
+    at = start + 1
+    while True:
+        while at < len(text) and text[at] in " \t\r\n,":
+            at += 1
+        try:
+            value, end = decoder.raw_decode(text, at)
+        except ValueError:
+            return items, text[at:]
+        if isinstance(value, str):
+            items.append(value)
+        at = end
 
 
 def _json_object(text: str) -> dict[str, object] | None:
