@@ -99,8 +99,8 @@ def judge_json(
     """Every instruction of a JSON answer (`{"instructions": [...]}`) with its verdict.
 
     A reply cut off before its JSON closed keeps the strings that were complete and ends in one `truncated` piece,
-    any other reply that does not parse is `unparseable`, an object of another shape is `wrong_shape`; a code fence or chatter around the object is
-    ignored (an endpoint without schema support may add them).
+    any other reply that does not parse is `unparseable`, an object of another shape is `wrong_shape`; a code fence
+    or chatter around the object is ignored (an endpoint without schema support may add them).
     """
     body = _json_object(text)
     if body is None and truncated:
