@@ -148,7 +148,7 @@ def call_requests(
         low, high = s.words
         # Local decoding also holds each string to one plain sentence; an API teacher's instructions may quote an
         # input, so its schema limits only the length.
-        schema = structured.instructions_schema(s.per_call, 4 * low, 8 * high, plain=s.local)
+        schema = structured.instructions_schema(s.per_call, 4 * low, 5 * high, plain=s.local)
         fmt = structured.response_format(schema, "instructions")
     return [
         Request.chat(render(s.templates[c.mode], c, s.per_call, ic.input_format, s.output == "json"), None,

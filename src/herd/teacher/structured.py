@@ -19,8 +19,9 @@ INSTALL = "pip install llguidance"
 _TOKENIZERS: dict[int, Any] = {}  # id(hf tokenizer) -> llguidance tokenizer (building one takes ~0.3 s)
 
 
-# One plain sentence: a capital letter first, a full stop, question mark or colon last, no brackets, braces, quotes,
-# backslashes or line breaks between (a small model otherwise "closes" the JSON inside a string and rambles on).
+# One plain sentence: a capital letter first, a full stop, question mark or colon last, no brackets, braces or line
+# breaks between (a small model otherwise "closes" the JSON inside a string and rambles on). The quote and backslash
+# are excluded too, but llguidance still lets escaped quotes through (seen in the demo).
 PLAIN_SENTENCE = r'^[A-Z][^\[\]{}<>\\\n"]*[.?!:]$'
 
 
