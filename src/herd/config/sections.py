@@ -288,7 +288,8 @@ class BenchConfig:
     num_fewshot: int = opt(0, "Few-shot examples per request (the paper: 0, zero-shot).")
     batch_size: str = opt("auto", "lm-eval batch size: auto (largest that fits) or a number.")
     max_batch_size: int = opt(64, "Largest batch size that batch_size = auto tries.")
-    bootstrap_iters: int = opt(100000, "Bootstrap resamples for the stderr of non-mean metrics (lm-eval's default).")
+    bootstrap_iters: int = opt(1000, "Bootstrap resamples for the reported metric's stderr when it is not a mean "
+                                     "(0 = no stderr; lm-eval's own default, 100000, bootstraps every metric).")
     device: str = opt("auto", "torch device: auto (cuda, mps, else cpu), cpu, cuda, cuda:1.")
     dtype: str = opt("auto", "Model dtype passed to lm-eval: auto, float32, bfloat16, float16.")
     out: str = opt("", "Output folder ('' = <run.dir>/<run.name>/bench).")
