@@ -61,12 +61,12 @@ def generate_texts(
     ensure_pad(tokenizer)
     encoded = [encode_prompt(tokenizer, p, model) for p in prompts]
     return generate_encoded(model, tokenizer, encoded, params, batch_tokens=batch_tokens, max_batch=max_batch,
-                            on_output=on_output)
+                            on_output=on_output, seeds=seeds)
 
 
 def generate_encoded(
     model: Any, tokenizer: Any, encoded: Sequence[list[int]], params: GenParams, *, batch_tokens: int = 8192,
-    max_batch: int = 32, on_output: OnOutput | None = None,
+    max_batch: int = 32, on_output: OnOutput | None = None, seeds: Sequence[int] | None = None,
 ) -> list[GenOutput]:
     """`generate_texts` for prompts that are already token ids (as `encode_prompt` makes them, or as a client sent)."""
     if not encoded:
