@@ -29,7 +29,9 @@ def test_answers_every_instruction_with_labels_and_usage(tmp_path):
     assert got["Count to 3."]["instruction_source"] == "original_p3" and got["Count to 3."]["id"] == "k"
     assert all(r["response"] and r["finish_reason"] == "stop" and not r["truncated"] for r in got.values())
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["sampling"] == {"temperature": 1.0, "top_p": 1.0, "max_tokens": 512}
+    rule = "sha256('herd-responses:<run.seed>:<instruction>'), first 63 bits"
+    assert manifest["sampling"] == {"temperature": 1.0, "top_p": 1.0, "max_tokens": 512, "seed": 0,
+                                    "per_request_seed": rule}
     assert manifest["usage"]["calls"] == 2 and len(manifest["prompts"]["system"]) == 64
 
 

@@ -1,10 +1,15 @@
 """Progress you can watch: a rich bar with rows/s, tokens/s, ETA, errors and cost so far; or, in quiet mode (CI
-logs, no terminal), one plain line every few seconds with the same numbers.
+logs, no terminal), one plain line when the work starts and then every few seconds with the same numbers.
+
+Quiet lines come from a timer thread, not from `advance`: a local teacher finishes a whole batch of rows at once after
+minutes of work, and a line written at the batch's first row would say "1 done" and extrapolate an ETA of hours.
+The timer also keeps a line coming while a long first batch is still running ("0/48 ... eta ?").
 """
 
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from typing import Any
 
@@ -28,6 +33,8 @@ class Progress:
         self._last_log = self.started
         self._bar: Any = None
         self._task: Any = None
+        self._stop = threading.Event()
+        self._timer: threading.Thread | None = None
 
     def __enter__(self) -> Progress:
         if self.enabled and not self.quiet:
@@ -41,7 +48,15 @@ class Progress:
             )
             self._bar.start()
             self._task = self._bar.add_task(self.label, total=self.total, rate="", extra="")
+        elif self.enabled:
+            self.log()
+            self._timer = threading.Thread(target=self._tick, daemon=True, name=f"progress-{self.label}")
+            self._timer.start()
         return self
+
+    def _tick(self) -> None:
+        while not self._stop.wait(self.every_s):
+            self.log()
 
     def advance(self, n: int = 1, tokens: int = 0, cost: float = 0.0, error: bool = False) -> None:
         self.done += n
@@ -50,8 +65,6 @@ class Progress:
         self.errors += int(error)
         if self._bar is not None:
             self._bar.update(self._task, advance=n, rate=self.rates(), extra=self.extras())
-        elif self.enabled and time.monotonic() - self._last_log >= self.every_s:
-            self.log()
 
     def rates(self) -> str:
         elapsed = max(time.monotonic() - self.started, 1e-9)
@@ -77,4 +90,7 @@ class Progress:
         if self._bar is not None:
             self._bar.stop()
         elif self.enabled:
+            self._stop.set()
+            if self._timer is not None:
+                self._timer.join()
             self.log()

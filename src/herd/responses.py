@@ -18,6 +18,7 @@ from herd.prompts import prompt_path, read_prompt
 from herd.records import empty_input, in_shard, numbered_rows, parse_shard, stable_id, stage_files
 from herd.run import stage_input
 from herd.rundir import StageDir, journal_path, run_path
+from herd.sampling import request_seed
 from herd.teacher import Request, Result, open_engine
 from herd.teacher.topk import OPENAI_MAX_K, SIDECAR, teacher_tokenizer, tokenizer_record, write_sidecar
 
@@ -43,7 +44,8 @@ def run(cfg: Config) -> Path:
     by_id = {r["id"]: r for r in todo}
     requests = [
         Request.chat(r["instruction"], system, max_tokens=rc.max_tokens, temperature=rc.temperature,
-                     top_p=rc.top_p, tag=r["id"], top_logprobs=rc.top_logprobs)
+                     top_p=rc.top_p, tag=r["id"], top_logprobs=rc.top_logprobs,
+                     seed=request_seed(STAGE, cfg.run.seed, r["instruction"]))
         for r in todo
     ]
     if rc.top_logprobs and todo:
@@ -61,7 +63,8 @@ def run(cfg: Config) -> Path:
         usage = engine.map(requests, on_result, label=STAGE)
     finally:
         engine.close()
-    sampling = {"temperature": rc.temperature, "top_p": rc.top_p, "max_tokens": rc.max_tokens}
+    sampling = {"temperature": rc.temperature, "top_p": rc.top_p, "max_tokens": rc.max_tokens, "seed": cfg.run.seed,
+                "per_request_seed": "sha256('herd-responses:<run.seed>:<instruction>'), first 63 bits"}
     extra: dict[str, Any] = {"input": str(source), "sampling": sampling, "teacher": engine.model_id}
     if rc.top_logprobs:
         stage.checkpoint()

@@ -29,6 +29,7 @@ class GenParams:
     seed: int | None = None
     num_return_sequences: int = 1
     top_logprobs: int = 0  # K > 0: keep the top-K log-probs of the raw (temperature 1) distribution per new token
+    schema: str = ""  # a JSON schema every answer must follow ('' = free text); see herd.teacher.structured
 
 
 @dataclass
@@ -51,20 +52,24 @@ OnOutput = Callable[[int, GenOutput], None]
 
 def generate_texts(
     model: Any, tokenizer: Any, prompts: Sequence[str], params: GenParams, *, batch_tokens: int = 8192,
-    max_batch: int = 32, on_output: OnOutput | None = None,
+    max_batch: int = 32, on_output: OnOutput | None = None, seeds: Sequence[int] | None = None,
 ) -> list[GenOutput]:
-    """Answer every prompt; `on_output(index, output)` sees each row as soon as its batch finishes."""
+    """Answer every prompt; `on_output(index, output)` sees each row as soon as its batch finishes.
+
+    `seeds` (one per prompt) makes sampling per row (herd.sampling): a prompt's answer then depends on its own seed
+    only, not on the batch it lands in.
+    """
     if not prompts:
         return []
     ensure_pad(tokenizer)
     encoded = [encode_prompt(tokenizer, p, model) for p in prompts]
     return generate_encoded(model, tokenizer, encoded, params, batch_tokens=batch_tokens, max_batch=max_batch,
-                            on_output=on_output)
+                            on_output=on_output, seeds=seeds)
 
 
 def generate_encoded(
     model: Any, tokenizer: Any, encoded: Sequence[list[int]], params: GenParams, *, batch_tokens: int = 8192,
-    max_batch: int = 32, on_output: OnOutput | None = None,
+    max_batch: int = 32, on_output: OnOutput | None = None, seeds: Sequence[int] | None = None,
 ) -> list[GenOutput]:
     """`generate_texts` for prompts that are already token ids (as `encode_prompt` makes them, or as a client sent)."""
     if not encoded:
@@ -83,7 +88,8 @@ def generate_encoded(
     while start < len(order):
         size = _batch_size(encoded, order[start:], params, batch_tokens, cap)
         batch = order[start : start + size]
-        outs, cap = _run_with_halving(model, tokenizer, [encoded[i] for i in batch], params, pad_id, cap)
+        rows = [(encoded[i], seeds[i] if seeds is not None else None) for i in batch]
+        outs, cap = _run_with_halving(model, tokenizer, rows, params, pad_id, cap)
         for index, out in zip(batch, outs, strict=True):
             results[index] = out
             if on_output is not None:
@@ -99,8 +105,11 @@ def _batch_size(encoded: list[list[int]], rest: list[int], params: GenParams, bu
     return max(1, min(cap, len(rest), budget // max(1, per_row)))
 
 
+Row = tuple[list[int], "int | None"]  # a prompt's token ids and its own sampling seed (None = the global generator)
+
+
 def _run_with_halving(
-    model: Any, tokenizer: Any, rows: list[list[int]], params: GenParams, pad_id: int, cap: int
+    model: Any, tokenizer: Any, rows: list[Row], params: GenParams, pad_id: int, cap: int
 ) -> tuple[list[GenOutput], int]:
     """Generate one batch; on CUDA out-of-memory split it in halves (and lower the cap for later batches)."""
     try:
@@ -210,20 +219,39 @@ def generation_config(model: Any, tokenizer: Any, params: GenParams, pad_id: int
     return cfg
 
 
-def _generate_batch(
-    model: Any, tokenizer: Any, rows: list[list[int]], params: GenParams, pad_id: int
-) -> list[GenOutput]:
+def _processors(model: Any, tokenizer: Any, rows: list[Row], params: GenParams) -> tuple[list[Any], GenParams]:
+    """Logits processors for a batch (schema mask, per-row sampler) and the params `generate` itself then gets."""
+    from dataclasses import replace
+
+    procs: list[Any] = []
+    if params.schema:
+        from herd.teacher.structured import SchemaMask
+
+        vocab = int(model.get_output_embeddings().weight.shape[0])
+        procs.append(SchemaMask(tokenizer, params.schema, len(rows), vocab, eos_ids(model, tokenizer)[0]))
+    seeds = [seed for _, seed in rows]
+    if params.temperature > 0 and params.num_return_sequences == 1 and all(s is not None for s in seeds):
+        from herd.sampling import RowSampler
+
+        procs.append(RowSampler([int(s) for s in seeds if s is not None], params.temperature, params.top_p))
+        params = replace(params, temperature=0.0, top_p=1.0)  # generate keeps the sampler's one-hot pick
+    return procs, params
+
+
+def _generate_batch(model: Any, tokenizer: Any, batch: list[Row], params: GenParams, pad_id: int) -> list[GenOutput]:
     import torch
 
     seq2seq = bool(model.config.is_encoder_decoder)
+    rows = [ids for ids, _ in batch]
     ids, mask = _pad(rows, pad_id, left=not seq2seq)
     device = model.device
     stops = [_StopStrings(tokenizer, params.stop, ids.shape[1] if not seq2seq else 1)] if params.stop else []
+    procs, gen_params = _processors(model, tokenizer, batch, params)
     with torch.inference_mode():
         out = model.generate(
             input_ids=ids.to(device), attention_mask=mask.to(device),
-            generation_config=generation_config(model, tokenizer, params, pad_id),
-            stopping_criteria=stops or None,
+            generation_config=generation_config(model, tokenizer, gen_params, pad_id),
+            stopping_criteria=stops or None, logits_processor=procs or None,
         )
     top = _top_logprobs(out.logits, params.top_logprobs) if params.top_logprobs > 0 else None
     out = out.sequences if params.top_logprobs > 0 else out

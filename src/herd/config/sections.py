@@ -66,6 +66,12 @@ class InstructionsConfig:
     temperature: float = opt(1.0, "Sampling temperature for instruction generation.")
     top_p: float = opt(1.0, "Nucleus sampling for instruction generation.")
     max_tokens: int = opt(1024, "Longest teacher answer per call, in tokens.")
+    output: Literal["tags", "json"] = opt(
+        "tags",
+        "tags: the paper's prompt, instructions in <example> tags; json: a JSON object with exactly `per_call` "
+        "instructions, held to a JSON schema (response_format for openai endpoints, constrained decoding with "
+        "llguidance for the local backend; an endpoint that refuses it falls back to tags).",
+    )
     seeds_split: str = opt("train", "Split to read when `seeds` is a Hugging Face dataset id.")
     seeds_subset: str = opt("", "Configuration (subset) name when `seeds` is a Hugging Face dataset id.")
     id_field: str = opt("id", "Seed field with the seed's id (rows without it get an id from their text).")

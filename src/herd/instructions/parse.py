@@ -1,4 +1,5 @@
-"""Reading the teacher's answer: `<example>…</example>` blocks into instructions, and the reason for each one dropped.
+"""Reading the teacher's answer: `<example>…</example>` blocks (or a JSON object) into instructions, and the reason
+for each one dropped.
 
 Teachers, small ones most of all, break the format in a few recurring ways, and each is handled on purpose:
 numbering inside or before the tags ("1.", "Example 2:"), chatter between blocks (ignored), a missing closing tag
@@ -8,6 +9,7 @@ instead). A piece that cannot be used is returned with its reason, so that it la
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -87,14 +89,77 @@ def judge(
     raw, unclosed = split_blocks(text)
     if not raw:
         return [Piece(text.strip(), "unparseable")]
+    last_cut = len(raw) - 1 if truncated and unclosed else -1
+    return _verdicts([clean(piece) for piece in raw], seeds, words, banned, last_cut)
+
+
+def judge_json(
+    text: str, *, seeds: set[str], words: tuple[int, int], banned: re.Pattern[str] | None, truncated: bool = False,
+) -> list[Piece]:
+    """Every instruction of a JSON answer (`{"instructions": [...]}`) with its verdict.
+
+    A reply cut off before its JSON closed keeps the strings that were complete and ends in one `truncated` piece,
+    any other reply that does not parse is `unparseable`, an object of another shape is `wrong_shape`; a code fence
+    or chatter around the object is ignored (an endpoint without schema support may add them).
+    """
+    body = _json_object(text)
+    if body is None and truncated:
+        done, rest = _complete_items(text)  # a paid call cut off by max_tokens still holds its finished strings
+        kept = _verdicts([clean(x) for x in done], seeds, words, banned, -1)
+        return kept + [Piece(rest.strip(), "truncated")]
+    if body is None:
+        return [Piece(text.strip(), "unparseable")]
+    items = body.get("instructions")
+    if not isinstance(items, list):
+        return [Piece(text.strip(), "wrong_shape")]
+    texts = [clean(x) if isinstance(x, str) else "" for x in items]
+    pieces = _verdicts(texts, seeds, words, banned, -1)
+    return [p if isinstance(x, str) else Piece(json.dumps(x), "wrong_shape")
+            for x, p in zip(items, pieces, strict=True)]
+
+
+def _complete_items(text: str) -> tuple[list[str], str]:
+    """The strings of `{"instructions": [...` that closed before the cut, and the unfinished rest."""
+    start = text.find("[")
+    if start < 0:
+        return [], text
+    decoder = json.JSONDecoder()
+    items: list[str] = []
+    at = start + 1
+    while True:
+        while at < len(text) and text[at] in " \t\r\n,":
+            at += 1
+        try:
+            value, end = decoder.raw_decode(text, at)
+        except ValueError:
+            return items, text[at:]
+        if isinstance(value, str):
+            items.append(value)
+        at = end
+
+
+def _json_object(text: str) -> dict[str, object] | None:
+    start, end = text.find("{"), text.rfind("}")
+    if start < 0 or end < start:
+        return None
+    try:
+        body = json.loads(text[start : end + 1])
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None
+
+
+def _verdicts(
+    texts: list[str], seeds: set[str], words: tuple[int, int], banned: re.Pattern[str] | None, cut: int,
+) -> list[Piece]:
+    """The verdict on each cleaned instruction of one answer; `cut` = index of a piece the length limit cut off."""
     out: list[Piece] = []
     seen: set[str] = set()
     low, high = words
-    for i, piece in enumerate(raw):
-        cleaned = clean(piece)
+    for i, cleaned in enumerate(texts):
         key = normalize(cleaned)
         count = len(cleaned.split())
-        if truncated and unclosed and i == len(raw) - 1:
+        if i == cut:
             reason = "truncated"
         elif count < low:
             reason = "too_short"

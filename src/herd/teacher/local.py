@@ -4,7 +4,9 @@
 or a .gguf file. Paths are checked when the teacher is made (a .gguf path must start with the GGUF magic bytes, a
 folder must hold config.json); the model itself is loaded on the first call, so a stage whose calls are all in the
 journal never loads it. Requests with equal sampling parameters are batched together through
-`herd.textgen.generate_texts`; results are emitted as each batch finishes.
+`herd.textgen.generate_texts`; results are emitted as each batch finishes. Each row samples with its own seed (the
+request's, else one from its journal key), so answers do not depend on batching; a request with a JSON-schema
+`response_format` is decoded under that schema (herd.teacher.structured, llguidance).
 
 Identity (`model_id`, part of every journal key): 'local:<name>:<hash>', where the hash covers the size and first
 MiB of each weights file plus the config and chat template files. Editing the weights or the template gives a new
@@ -65,13 +67,14 @@ class LocalTeacher:
             if problem:
                 emit(Result(request=req, ok=False, error=problem))
                 continue
-            groups.setdefault(params, []).append((req, prompt))
+            groups.setdefault(params, []).append((req, prompt))  # the seed is per row, not part of the group
         with self._lock:
             for params, rows in groups.items():
                 self._run_group(model, tokenizer, params, rows, emit)
 
     def _run_group(self, model: Any, tokenizer: Any, params: Any, rows: list[tuple[Request, str]],
                    emit: Emit) -> None:
+        from herd.sampling import seed_from_key
         from herd.textgen import GenOutput, generate_texts
 
         started = time.monotonic()
@@ -86,9 +89,12 @@ class LocalTeacher:
                 topk=TopK(out.topk[0], out.topk[1], out.topk[2]) if out.topk is not None else None,
             ))
 
+        # Each row samples from its own generator, seeded by its request (or its journal key): the same answer
+        # whatever batch it lands in, so a resumed or re-batched run writes the same rows (herd.sampling).
+        seeds = [req.seed if req.seed is not None else seed_from_key(req.key(self.model_id)) for req, _ in rows]
         try:
             generate_texts(model, tokenizer, [p for _, p in rows], params, batch_tokens=self.cfg.batch_tokens,
-                           max_batch=self.cfg.batch_size, on_output=on_output)
+                           max_batch=self.cfg.batch_size, on_output=on_output, seeds=seeds)
         except Exception as exc:  # a model failure fails this group's unanswered rows, not the whole stage
             error = f"local: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
             for index, (req, _) in enumerate(rows):
@@ -218,6 +224,7 @@ def _merge_system(messages: list[dict[str, str]]) -> list[dict[str, str]]:
 
 def _params_for(model: Any, tokenizer: Any, req: Request, prompt: str) -> tuple[Any, str]:
     """GenParams for a request, with max_tokens clamped to the model's context; or the reason it cannot run."""
+    from herd.teacher.structured import require, schema_text
     from herd.textgen import GenParams, encode_prompt
 
     n_prompt = len(encode_prompt(tokenizer, prompt, model))
@@ -225,8 +232,11 @@ def _params_for(model: Any, tokenizer: Any, req: Request, prompt: str) -> tuple[
     room = req.max_tokens if context is None else min(req.max_tokens, context - n_prompt)
     if room <= 0:
         return None, f"context: the prompt has {n_prompt} tokens, the model's context is {context}"
+    schema = schema_text(req.response_format)
+    if schema:
+        require("instructions.output = 'json'")
     params = GenParams(max_new_tokens=room, temperature=req.temperature, top_p=req.top_p, stop=tuple(req.stop),
-                       seed=req.seed, top_logprobs=req.top_logprobs)
+                       top_logprobs=req.top_logprobs, schema=schema)
     return params, ""
 
 

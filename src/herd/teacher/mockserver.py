@@ -57,6 +57,7 @@ class MockOptions:
     api_key: str | None = None
     models: tuple[str, ...] = ("mock",)
     hang_s: float = 600.0
+    response_format: bool = True  # False: a request with `response_format` gets a 400, as from an older server
 
     def __post_init__(self) -> None:
         unknown = set(self.faults) - set(FAULT_KINDS)
@@ -199,7 +200,9 @@ class MockServer:
 def completion(body: dict[str, Any]) -> dict[str, Any]:
     """A chat.completion object answering `body` with herd's fake teacher (max_tokens counted in words)."""
     messages = tuple((str(m.get("role", "user")), str(m.get("content", ""))) for m in body["messages"])
-    request = Request(messages=messages, temperature=float(body.get("temperature", 1.0)))
+    form = body.get("response_format")
+    request = Request(messages=messages, temperature=float(body.get("temperature", 1.0)),
+                      response_format=json.dumps(form) if isinstance(form, dict) else "")
     words = answer(request).split()
     limit = int(body.get("max_tokens") or 1 << 30)
     finish = "length" if len(words) > limit else "stop"
@@ -299,6 +302,9 @@ def _handler(server: MockServer) -> type[BaseHTTPRequestHandler]:
                 return
             if body.get("stream"):
                 self.error(400, "the mock does not stream")
+                return
+            if "response_format" in body and not server.options.response_format:
+                self.error(400, "response_format is not supported by this server")
                 return
             fingerprint = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
             verdict, number = server.admit(fingerprint, prompt)
@@ -412,12 +418,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0, help="changes which attempts get faults")
     parser.add_argument("--api-key-env", default="", help="require the key held in this environment variable")
     parser.add_argument("--hang-s", type=float, default=600.0, help="longest a hung call stays silent")
+    parser.add_argument("--no-response-format", action="store_true", help="answer response_format with a 400")
     parser.add_argument("--ledger-file", default="", help="write the ledger here as JSON on exit")
     args = parser.parse_args(argv)
     options = MockOptions(
         latency_s=args.latency, concurrency=args.concurrency, rpm=args.rpm, rpm_window_s=args.rpm_window,
         retry_after=args.retry_after, faults=parse_faults(args.faults), seed=args.seed, hang_s=args.hang_s,
         api_key=os.environ[args.api_key_env] if args.api_key_env else None,
+        response_format=not args.no_response_format,
     )
     # Sleeping handler threads wake to a GIL another thread may hold for the whole default 5 ms switch interval;
     # a shorter one keeps the served latency close to --latency (this process serves and does nothing else).

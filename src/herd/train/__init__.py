@@ -23,7 +23,7 @@ from typing import Any
 from herd.config import Config, StudentConfig, TrainConfig
 from herd.errors import UserError
 from herd.prompts import read_prompt
-from herd.rundir import run_path, versions, write_json
+from herd.rundir import redact, run_path, versions, write_json
 from herd.students import META_FILE, Family, check_wrapper, family_of_config
 from herd.students.training import ensure_pad_token, packing_is_exact, supports_packing
 from herd.train import device
@@ -102,8 +102,8 @@ def run(cfg: Config, callbacks: Sequence[Any] = ()) -> Path:
             continue
         results.append(train_one(cfg, plan, pairs, wrapper, (callbacks, kd), out))
     if is_main():
-        write_json(out / "manifest.json", {"stage": "train", "students": results, "data": pairs.manifest,
-                                           "versions": versions()})
+        write_json(out / "manifest.json", {"stage": "train", "config": redact(cfg.as_dict()), "students": results,
+                                           "data": pairs.manifest, "versions": versions()})
     return out
 
 
