@@ -244,6 +244,10 @@ class JudgeConfig:
     max_tokens: int = opt(96, "Longest judge reply in tokens.")
     temperature: float = opt(0.0, "Judge sampling temperature for the first ask (re-asks use 0.7).")
     human: str = opt("", "Human ratings export (CSV/JSONL from herd rate-app) for Cohen's kappa ('' = none).")
+    method: Literal["auto", "probabilities", "text"] = opt(
+        "auto", "How a grade is read: probabilities = from the judge's log-probs over A-D at the grade position "
+                "(one forward pass, every answer graded); text = from a written reply; auto = probabilities where "
+                "the backend returns log-probs, else text (said in one line).")
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,10 @@ class Request:
     seed: int | None = None
     stop: tuple[str, ...] = ()
     tag: str = ""
+    # Score these candidate continuations instead of (or besides) writing a reply: a backend that can returns, in
+    # `Result.raw["scores"]`, each candidate's log-probability as the next token where the reply's grade goes
+    # (None where it could not see it). Part of the key only when set, so other requests keep their keys.
+    score: tuple[str, ...] = ()
 
     @staticmethod
     def chat(user: str, system: str | None = None, **params: Any) -> Request:
@@ -44,8 +48,9 @@ class Request:
         return out
 
     def key(self, model: str) -> str:
+        scored = [list(self.score)] if self.score else []
         blob = json.dumps(
-            [model, self.message_dicts(), self.params(), self.sample_index], sort_keys=True, ensure_ascii=False
+            [model, self.message_dicts(), self.params(), self.sample_index, *scored], sort_keys=True, ensure_ascii=False
         )
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
@@ -91,3 +96,9 @@ class Teacher(Protocol):
     def run(self, requests: Sequence[Request], emit: Emit) -> None: ...
 
     def close(self) -> None: ...
+
+
+def scores_of(result: Result) -> dict[str, float | None] | None:
+    """The candidate log-probabilities a scoring request got back, or None when the backend returned none."""
+    scores = result.raw.get("scores") if isinstance(result.raw, dict) else None
+    return dict(scores) if isinstance(scores, dict) else None
