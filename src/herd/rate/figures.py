@@ -5,13 +5,14 @@ null when unparsed and is then left out) or a counts CSV (`model,A,B,C,D`); writ
 the LaMini paper's own human-evaluation counts (114 instructions per model, read from its figure), shipped in
 herd/assets/lamini_human_eval.csv, to draw beside a herd study.
 
-`plot_bars(panels, out)` draws one or more panels side by side ("people", "judge", ...), in counts; `missing` adds
-a grey segment per model for the answers that got no grade, so a model graded 2 times of 12 does not look whole.
-Models are sorted by their share of A, then B, then C, as in the paper; panels over the same models share the
-first panel's order so rows line up. `plot_among_paper(sources, out)` draws a run's models among the paper's 22 in ONE panel of shares (%): a run has
-a handful of models and rates a few answers each, the paper 114 per model, so side-by-side counts would leave the
-run's panel nearly empty and would not compare; the run's rows are marked and carry their number of ratings, and
-a row from fewer than FEW ratings says so in its label (a share of a handful is not a measurement).
+`plot_bars(panels, out)` draws one or more panels side by side ("people", "judge", ...), in counts; `missing` adds a
+grey segment per model for the answers that got no grade, so a model graded 2 times of 12 does not look whole.
+Models are sorted by their share of A, then B, then C, as in the paper; panels over the same models share the first
+panel's order so rows line up. `plot_among_paper(sources, out)` draws a run's models among the paper's 22 in ONE
+panel of shares (%): a run has a handful of models and rates a few answers each, the paper 114 per model, so side-
+by-side counts would leave the run's panel nearly empty and would not compare; the run's rows are marked and carry
+their number of ratings, and a row from fewer than FEW ratings says so in its label (a share of a handful is not a
+measurement).
 matplotlib is imported inside the drawing functions (the figure API, not pyplot: no global state, so the rating app
 can draw from several threads).
 """
