@@ -352,6 +352,9 @@ class TrainConfig:
     lora_dropout: float = opt(0.05, "LoRA dropout.")
     lora_targets: list[str] = opt(["all-linear"], "Modules that get adapters (peft target_modules).")
     eval_fraction: float = opt(0.0, "Share of pairs held out for eval loss (0 = none).")
+    heldout_rows: int = opt(0, "Pairs held out from training (seeded by run.seed, written to train/heldout.jsonl, "
+                               "never trained on): each student's loss and perplexity on their teacher responses "
+                               "before and after training, beside the teacher's own (0 = none).")
     eval_steps: int = opt(0, "Evaluate every N optimizer steps (0 = at each checkpoint).")
     save_steps: int = opt(100, "Checkpoint every N optimizer steps: the resume point after a kill.")
     save_total_limit: int = opt(2, "Checkpoints kept while training (all are removed when the student is done).")
