@@ -21,6 +21,7 @@ from typing import Any
 
 from herd.config import Config
 from herd.errors import UserError
+from herd.students import Family
 from herd.train.data import Pairs
 
 BATCH = 8
@@ -50,7 +51,7 @@ def write_heldout(held: Any, path: Path) -> None:
                                 ensure_ascii=False) + "\n")
 
 
-def measure(model: Any, tokenizer: Any, family: str, wrapper: str | None, options: dict[str, Any],
+def measure(model: Any, tokenizer: Any, family: Family, wrapper: str | None, options: dict[str, Any],
             held: Any) -> dict[str, Any]:
     """Loss per response token and perplexity of a student on the held-out pairs, tokenised as for training."""
     from herd.students.training import encode_pairs
