@@ -188,8 +188,9 @@ def test_cli_probabilities_on_an_endpoint_without_logprobs_exits_2(tmp_path: Pat
     answers = write_answers(tmp_path / "answers.jsonl", ["one answer"])
     with MockServer(latency_s=0.0, logprobs="ignored") as url:
         args = [f"run.dir={str(tmp_path / 'runs')!r}", "run.name=o", "teacher.backend='openai'",
-                "teacher.model='mock'", f"teacher.base_urls=[{url!r}]", "judge.method='probabilities'"]
-        done = subprocess.run([sys.executable, "-m", "herd", "judge", "--answers", str(answers),
+                "teacher.model='mock'", f"teacher.base_urls=[{url!r}]"]
+        done = subprocess.run([sys.executable, "-m", "herd", "judge", "--answers", str(answers), "--method",
+                               "probabilities",
                                *[a for kv in args for a in ("--set", kv)]], capture_output=True, text=True,
                               timeout=120)
     assert done.returncode == 2, done.stderr
