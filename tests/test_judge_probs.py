@@ -98,13 +98,23 @@ def test_renormalise_over_the_four() -> None:
     assert renormalise(dict.fromkeys(GRADES)) == ({}, 0.0)
 
 
-def test_tokenizer_without_letters_cannot_score(tiny_models: dict[str, Path]) -> None:
+def test_tokenizer_without_letters_cannot_score(tiny_models: dict[str, Path], tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
     from transformers import AutoTokenizer
 
+    from herd.rate import judge
     from herd.teacher.scoring import candidate_ids
 
     tok = AutoTokenizer.from_pretrained(str(tiny_models["llama"]))  # word-level: "A" is <unk>
     assert "no single token" in candidate_ids(tok, GRADES)[1]
+    answers = write_answers(tmp_path / "answers.jsonl", ["the sun is a star"])
+    base = [f"run.dir={str(tmp_path / 'runs')!r}", "run.name=n", "teacher.backend=local", "judge.retries=0",
+            f"teacher.model={str(tiny_models['llama'])!r}", f"judge.answers={str(answers)!r}", "run.quiet=true"]
+    with pytest.raises(UserError, match=r"^judge.method = 'probabilities': .* cannot score the grades"):
+        judge.run(load_config(None, [*base, "judge.method=probabilities"]))
+    out = judge.run(load_config(None, base))  # auto: one line, then the written reply
+    assert "grading from the reply text instead" in capsys.readouterr().err
+    assert [r["method"] for r in rows(out / "data.jsonl")] == ["text"]
 
 
 def test_judge_grades_every_answer_from_a_local_models_probabilities(tmp_path: Path, lettered: Path) -> None:

@@ -143,6 +143,8 @@ def choose_method(wanted: str, engine: Any, rubric: str, todo: dict[str, dict[st
             problem = "returned no log-probs (logprobs/top_logprobs)"
         elif not result.ok and result.error.startswith("http_4"):
             problem = f"refused a log-probs request ({result.error})"
+        elif not result.ok and "score:" in result.error:  # e.g. a tokenizer with no token for a lone letter
+            problem = f"cannot score the grades ({result.error})"
     if not problem:
         return "probabilities"
     if wanted == "probabilities":
