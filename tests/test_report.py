@@ -106,4 +106,4 @@ def test_side_by_side_says_how_many_it_shows(tmp_path):
     report.run(cfg)
     md = (root / "report.md").read_text()
     assert "The first 8 of 12 evaluation instructions; all 12 are in answers/data.jsonl." in md
-    assert "| question 0 | (empty answer: '') | answer 0 |" in md
+    assert "| question 0 | (empty answer) | answer 0 |" in md

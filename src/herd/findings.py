@@ -101,8 +101,9 @@ def _data_sentence(manifests: dict[str, dict[str, Any]]) -> str:
     ins = manifests.get("instructions", {}).get("counts")
     if ins:
         total = ins.get("rows", 0) + ins.get("rejects", 0)
+        rejected = ins.get("rejects", 0)
         parts.append(f"The teacher wrote {total} candidate instructions, of which {ins.get('rows', 0)} were kept "
-                     f"({ins.get('rejects', 0)} rejected; reasons below)")
+                     + (f"({rejected} rejected; reasons below)" if rejected else "(none rejected)"))
     final = next((manifests[s]["counts"].get("rows") for s in ("dedup", "mix", "responses")
                   if manifests.get(s, {}).get("counts")), None)
     if final is not None:
@@ -143,7 +144,12 @@ def _answers_sentence(root: Path) -> str:
         c["all"] += 1
         c["empty"] += is_empty(row.get("answer"))
     parts = [f"{m} {c['all'] - c['empty']} of {c['all']}" for m, c in sorted(per.items())]
-    return "Answers with any text in them (evaluation instructions): " + ", ".join(parts) + "."
+    text = "Answers with any text in them (evaluation instructions): " + ", ".join(parts) + "."
+    weak = [m for m, c in sorted(per.items()) if 2 * (c["all"] - c["empty"]) < c["all"]]
+    if weak:
+        text += (f" {', '.join(weak)} left most instructions without an answer: a falling loss is not yet a usable "
+                 "answer.")
+    return text
 
 
 def _grades_sentence(root: Path) -> str:

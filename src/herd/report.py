@@ -239,7 +239,8 @@ def side_by_side(root: Path) -> Section:
         key = str(row.get("instruction_id"))
         texts[key] = str(row.get("instruction", ""))
         answer = str(row.get("answer", ""))
-        shown = f"(empty answer: {answer!r})" if is_empty(answer) else answer
+        shown = ("(empty answer)" if not answer.strip() else f"(empty answer: {answer!r})") if is_empty(answer) \
+            else answer
         grade = grades.get(str(row.get("id")), "") if grades else ""
         by_instruction[key][str(row.get("model"))] = f"[{grade or 'not graded'}] {shown}" if grades else shown
     models = sorted({m for answers in by_instruction.values() for m in answers})
