@@ -85,6 +85,8 @@ def test_report_opens_with_what_the_run_shows_from_its_own_numbers(tmp_path):
     assert "teacher's own loss on the same responses is 2.1" in opening
     assert "The judge graded 4 of 4 answers (100%): 3 from its probabilities over A-D, 1 empty answers" in opening
     assert "teacher:embedded 3 of 4" in opening  # answers with any text in them
+    masses = [r["grade_mass"] for r in graded if "grade_mass" in r]
+    assert f"the four letters held {100 * sum(masses) / len(masses):.0f}% of the judge's next-token" in opening
     assert "too few" not in opening and "small sample" in opening  # 4 grades: counts, not shares
     assert "| stu | 5 | 61 | 9.5 | 3.8 | 60.0% | 13360.0 | 44.7 |" in md
     assert "| teacher (local:x) | 5 | 60 | – | 2.1 |" in md

@@ -247,7 +247,7 @@ def test_the_judge_graded_every_answer_once(study):
     summary = (study.run / "judge" / "summary.md").read_text()
     for model in MODELS:
         c = Counter(r["rating"] for r in study.judged if r["model"] == model)
-        assert f"| {model} | {c['A']} | {c['B']} | {c['C']} | {c['D']} | 0 |" in summary
+        assert f"| {model} | {sum(c.values())} | {c['A']} | {c['B']} | {c['C']} | {c['D']} | 0 |" in summary
 
 
 def test_every_answer_got_two_blind_ratings_on_the_right_answer(study):

@@ -165,6 +165,15 @@ def _grades_sentence(root: Path) -> str:
            f"{empty} empty answers graded D without a call" if empty else ""]
     text = (f"The judge graded {graded} of {answers} answers ({100 * graded / answers:.0f}%): "
             + ", ".join(h for h in how if h) + ".")
+    masses = [float(r["grade_mass"]) for r in judge_rows(root) if isinstance(r.get("grade_mass"), (int, float))]
+    if masses:
+        text += (f" Before renormalising, the four letters held {100 * sum(masses) / len(masses):.0f}% of the "
+                 "judge's next-token probability on average.")
+    means = {str(r[0]): float(r[9]) for r in rows if r[9] != "–"}
+    if len(means) > 1 and max(means.values()) - min(means.values()) < 0.25:
+        shown = ", ".join(f"{m} {v:.2f}" for m, v in sorted(means.items()))
+        text += (f" Its mean expected grades barely differ ({shown}; A=4 … D=1): this judge hardly tells the "
+                 "models' answers apart.")
     few = [str(r[0]) for r in rows if r[1] - r[6] < FEW]
     if few:
         text += (f" With fewer than {FEW} graded answers per model ({', '.join(few)}), the A-D counts are a "
