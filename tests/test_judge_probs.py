@@ -205,3 +205,20 @@ def test_cli_probabilities_on_an_endpoint_without_logprobs_exits_2(tmp_path: Pat
                               timeout=120)
     assert done.returncode == 2, done.stderr
     assert len(done.stderr.strip().splitlines()) == 1 and "judge.method = 'probabilities'" in done.stderr
+
+
+def test_only_models_with_enough_grades_are_drawn_among_the_papers(tmp_path: Path, monkeypatch) -> None:
+    from collections import Counter
+
+    from herd.rate import figures, judge
+
+    drawn: list = []
+    monkeypatch.setattr(figures, "plot_among_paper", lambda sources, out: drawn.append(sources))
+    many = Counter({"A": 20, "B": 10, "D": 1})
+    few = Counter({"A": 12})
+    judge.draw_chart(tmp_path, {"big": many, "small": few}, [])
+    assert (tmp_path / "ratings.png").exists()
+    assert [(source, sorted(counts)) for source, counts in drawn[0]] == [("judge", ["big"])]
+    (tmp_path / "ratings_vs_paper.png").write_bytes(b"old")
+    judge.draw_chart(tmp_path, {"small": few}, [])
+    assert len(drawn) == 1 and not (tmp_path / "ratings_vs_paper.png").exists()

@@ -217,7 +217,8 @@ def ratings(root: Path) -> Section:
             if (root / "judge" / "manifest.json").exists() else "text"
         s.para(f"Counts of answers per grade (judge method: {method}); answers the judge did not grade are counted, "
                "not left out. Probability grading reads P(A..D) at the grade position, renormalised over the four; "
-               "the grade is the most likely letter (judge/data.jsonl has each answer's P(A..D)).")
+               "the grade is the most likely letter (judge/data.jsonl has each answer's P(A..D)). A model appears "
+               "among the LaMini paper's models (shares) only with at least 30 grades.")
         s.table(header, rows, f"{judge} (+ rejects.jsonl)")
     for png in sorted((root / "judge").glob("**/*.png")):
         s.image(png, str(png.relative_to(root)))

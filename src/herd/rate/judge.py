@@ -273,9 +273,10 @@ def summarise(folder: Path, human: dict[str, str]) -> dict[str, Any]:
 
 def draw_chart(folder: Path, counts: dict[str, Counter[str]], human_rows: list[dict[str, Any]]) -> None:
     """The paper's stacked A-D bars in counts, with a grey segment for answers not graded: the judge's grades beside
-    people's (ratings.png), and this run's models among the paper's 22 as shares, each labelled with its number of
-    grades (ratings_vs_paper.png)."""
-    from herd.rate.figures import count_ratings, plot_among_paper, plot_bars
+    people's (ratings.png); and this run's models among the paper's 22 as shares (ratings_vs_paper.png), only those
+    with at least FEW grades (a share of a dozen grades beside the paper's 114 would mislead), none drawn when no
+    model has that many."""
+    from herd.rate.figures import FEW, count_ratings, plot_among_paper, plot_bars
 
     judged = {model: {g: c.get(g, 0) for g in GRADES} for model, c in counts.items()}
     missing = {model: c.get("not graded", 0) for model, c in counts.items()}
@@ -286,4 +287,10 @@ def draw_chart(folder: Path, counts: dict[str, Counter[str]], human_rows: list[d
         panels.insert(0, ("people (this run, majority grade)", people))
         sources.insert(0, ("people", people))
     plot_bars(panels, folder / "ratings.png", share_order=True, missing={"LLM judge (this run)": missing})
-    plot_among_paper(sources, folder / "ratings_vs_paper.png")
+    enough = [(source, {m: c for m, c in counts.items() if sum(c.values()) >= FEW}) for source, counts in sources]
+    enough = [(source, counts) for source, counts in enough if counts]
+    among = folder / "ratings_vs_paper.png"
+    if enough:
+        plot_among_paper(enough, among)
+    else:
+        among.unlink(missing_ok=True)
