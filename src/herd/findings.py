@@ -74,15 +74,21 @@ def heldout_rows(root: Path) -> tuple[list[str], list[list[Any]], str]:
         b, a = entry["before"], entry["after"]
         fall = entry.get("loss_fall")
         rows.append([st.get("name"), a.get("rows"), a.get("tokens"), b.get("loss"), a.get("loss"),
-                     f"{100 * fall:.1f}%" if fall is not None else "–", b.get("perplexity"), a.get("perplexity")])
+                     f"{100 * fall:.1f}%" if fall is not None else "–", _big(b.get("perplexity")),
+                     _big(a.get("perplexity"))])
     teacher = held.get("teacher") or {}
     note = ""
     if teacher.get("loss") is not None:
         rows.append([f"teacher ({teacher.get('model')})", teacher.get("rows"), teacher.get("tokens"), "–",
-                     teacher.get("loss"), "–", "–", teacher.get("perplexity")])
+                     teacher.get("loss"), "–", "–", _big(teacher.get("perplexity"))])
     elif teacher.get("skipped"):
         note = f"The teacher's own loss is not shown: {teacher['skipped']}."
     return header, rows, note
+
+
+def _big(value: Any) -> Any:
+    """A perplexity in the millions reads better as 1.52e+08 than as 151785371.1."""
+    return f"{value:.3g}" if isinstance(value, (int, float)) and value >= 1e5 else value
 
 
 def what_this_run_shows(cfg: Config, root: Path, manifests: dict[str, dict[str, Any]]) -> list[str]:
