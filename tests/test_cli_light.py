@@ -48,3 +48,32 @@ def test_user_error_is_one_line_exit_2(tmp_path):
     assert out.returncode == 2
     lines = [line for line in out.stderr.splitlines() if not line.startswith("HEAVY=")]
     assert lines == [f"herd: error: {bad}:2: unknown key 'teacher.bakend' (did you mean 'backend'?)"]
+
+
+@pytest.mark.parametrize(
+    ("args", "error"),
+    [
+        (("run",), "Error: Missing argument 'config'."),
+        (("bogus",), "Error: No such command 'bogus'."),
+        (("dedup", "--nope"), "Error: No such option: --nope"),
+        (("dedup", "--threshold", "abc"), "Error: Invalid value for '--threshold'"),
+    ],
+)
+def test_usage_mistake_is_typers_usage_message_exit_2(args, error):
+    out = run_herd(*args)
+    assert out.returncode == 2, out.stderr
+    assert "Traceback" not in out.stderr
+    assert out.stderr.startswith("Usage: herd")
+    assert error in out.stderr
+
+
+def test_closed_pipe_is_not_an_error():
+    """`herd config --explain | head -1`: the reader goes away before herd writes; herd still exits 0, silently."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "herd", "config", "--explain"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 0, err
+    assert err == ""

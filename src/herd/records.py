@@ -58,28 +58,51 @@ def numbered_rows(path: str | Path, required: Iterable[str] = ()) -> Iterator[tu
 
 
 def _jsonl_rows(p: Path) -> Iterator[tuple[int, Row]]:
-    with p.open(encoding="utf-8") as fh:
-        for number, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise UserError(f"{p}:{number}: not valid JSON ({exc.msg})") from None
-            if not isinstance(row, dict):
-                raise UserError(f"{p}:{number}: expected a JSON object, got {type(row).__name__}")
-            yield number, row
+    for number, line in text_lines(p):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise UserError(f"{p}:{number}: not valid JSON ({exc.msg})") from None
+        if not isinstance(row, dict):
+            raise UserError(f"{p}:{number}: expected a JSON object, got {type(row).__name__}")
+        yield number, row
 
 
 def _csv_rows(p: Path, delimiter: str) -> Iterator[tuple[int, Row]]:
-    with p.open(encoding="utf-8", newline="") as fh:
-        reader = csv.DictReader(fh, delimiter=delimiter)
-        for row in reader:
-            yield reader.line_num, dict(row)
+    reader = csv.DictReader((line for _, line in text_lines(p)), delimiter=delimiter)
+    for row in reader:
+        yield reader.line_num, dict(row)
+
+
+def text_lines(p: Path) -> Iterator[tuple[int, str]]:
+    """(line number, text) of a UTF-8 file, line endings kept; bytes that are not UTF-8 are a UserError naming
+    file:line (a binary file or another encoding), never a traceback."""
+    with p.open("rb") as fh:
+        for number, raw in enumerate(fh, start=1):
+            try:
+                yield number, raw.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError as exc:
+                raise UserError(not_utf8(p, number, exc)) from None
+
+
+def not_utf8(p: str | Path, line: int, exc: UnicodeDecodeError) -> str:
+    """The one-line message for bytes that are not UTF-8 at `line` of `p`."""
+    byte = exc.object[exc.start : exc.start + 1].hex()
+    return f"{p}:{line}: not UTF-8 text (byte 0x{byte} at column {exc.start + 1}); save the file as UTF-8"
+
+
+def empty_input(p: str | Path) -> UserError:
+    """The one refusal every stage gives for an input with no rows: exit 2, nothing written or replaced."""
+    return UserError(f"{p}: empty input (no rows); nothing was written")
 
 
 def _parquet_rows(p: Path) -> Iterator[tuple[int, Row]]:
-    import pyarrow.parquet as pq
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise UserError(f"{p}: reading Parquet needs pyarrow (pip install 'herd[data]')") from None
 
     table = pq.read_table(p)
     yield from enumerate(table.to_pylist(), start=1)

@@ -15,7 +15,7 @@ from typing import Any
 from herd.config import Config
 from herd.errors import UserError
 from herd.prompts import prompt_path, read_prompt
-from herd.records import in_shard, numbered_rows, parse_shard, stable_id, stage_files
+from herd.records import empty_input, in_shard, numbered_rows, parse_shard, stable_id, stage_files
 from herd.rundir import StageDir, journal_path, run_path
 from herd.teacher import Request, Result, open_engine
 
@@ -84,6 +84,8 @@ def load_instructions(path: Path, default_source: str) -> list[dict[str, Any]]:
             seen[row_id] = f"{file}:{number}"
             source = row.get("instruction_source") or default_source
             rows.append({**row, "id": row_id, "instruction": text, "instruction_source": source})
+    if not rows:
+        raise empty_input(files[0] if len(files) == 1 else path)
     return rows
 
 

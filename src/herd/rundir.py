@@ -28,6 +28,7 @@ from typing import Any
 from herd import __version__
 from herd.config import Config
 from herd.records import RowWriter, ids
+from herd.secrets import REDACTED, looks_like_key, redact_urls
 
 DEPENDENCIES = (
     "torch", "transformers", "accelerate", "peft", "datasets", "datasketch", "httpx", "lm-eval", "gguf", "fastapi",
@@ -58,20 +59,22 @@ def versions() -> dict[str, str]:
 
 
 def redact(obj: Any) -> Any:
-    """Drop anything that looks like a secret value and any credentials inside URLs."""
+    """Drop anything that looks like a secret value, and credentials and query values inside URLs."""
     if isinstance(obj, dict):
         out = {}
         for k, v in obj.items():
-            # api_key_env names a variable, which is not a secret; a value under a key-like name would be.
-            if _SECRETISH.search(str(k)) and not str(k).endswith("_env") and isinstance(v, str) and v:
-                out[k] = "<redacted>"
+            # api_key_env names a variable, which is not a secret; a value under a key-like name would be, and so
+            # would a key pasted where the variable's name goes.
+            env = str(k).endswith("_env")
+            if isinstance(v, str) and v and _SECRETISH.search(str(k)) and (not env or looks_like_key(v)):
+                out[k] = REDACTED
             else:
                 out[k] = redact(v)
         return out
     if isinstance(obj, list):
         return [redact(v) for v in obj]
     if isinstance(obj, str):
-        return re.sub(r"(https?://)[^/@\s]+@", r"\1<redacted>@", obj)
+        return redact_urls(obj)
     return obj
 
 

@@ -101,7 +101,12 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
         where = str(p)
         if not p.is_file():
             raise UserError(f"{p}: config file not found")
-        text = p.read_text(encoding="utf-8")
+        raw = p.read_bytes()
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            line = raw.count(b"\n", 0, exc.start) + 1
+            raise UserError(f"{p}:{line}: not UTF-8 text (a TOML file must be UTF-8)") from None
         try:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:

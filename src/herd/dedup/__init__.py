@@ -29,7 +29,7 @@ from herd.dedup.core import KEEP, NearParams, Preparer, band_shape, exact_duplic
 from herd.dedup.filters import Filters, compile_refusals, reject_reason
 from herd.errors import UserError
 from herd.progress import Progress
-from herd.records import iter_rows, numbered_rows
+from herd.records import empty_input, iter_rows, numbered_rows
 from herd.rundir import StageDir, run_path
 
 STAGE = "dedup"
@@ -121,6 +121,8 @@ def scan_rows(source: Path, dc: DedupConfig, filters: Filters, refusal: Any, qui
                 scan.texts.append(text)
             if number % _TICK == 0:
                 bar.advance(_TICK)
+    if not scan.ids:
+        raise empty_input(source)  # before anything is written: the previous output stays as it was
     if dc.rouge_l > 0 and len(scan.ids) > dc.rouge_max_rows:
         raise UserError(f"dedup.rouge_l: {len(scan.ids)} rows > dedup.rouge_max_rows = {dc.rouge_max_rows}; "
                         "ROUGE-L compares all pairs (rely on MinHash, or raise rouge_max_rows)")

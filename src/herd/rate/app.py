@@ -33,7 +33,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from herd.rate import RATINGS, agreement, figures
-from herd.rate.store import EXPORT_FIELDS, Rater, Study, token_hash
+from herd.rate.store import Rater, Study, csv_text, token_hash
 
 RATER_COOKIE = "herd_rater"
 ADMIN_COOKIE = "herd_admin"
@@ -236,18 +236,6 @@ def _all_models(study: Study, rows: list[dict[str, Any]]) -> figures.Counts:
     counts = {a["model"]: dict.fromkeys(RATINGS, 0) for a in study.answers().values()}
     counts.update(figures.count_ratings(rows))
     return counts
-
-
-def csv_text(rows: list[dict[str, Any]]) -> str:
-    """Ratings rows as CSV text with the export columns in order."""
-    import csv
-    import io
-
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=EXPORT_FIELDS, extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buffer.getvalue()
 
 
 def serve(folder: str | Path, host: str = "127.0.0.1", port: int = 8765, public_url: str = "") -> None:

@@ -22,7 +22,7 @@ from typing import Any
 
 from herd.errors import UserError
 from herd.rate import RATINGS
-from herd.rate.store import now
+from herd.rate.store import csv_uncell, now
 from herd.records import numbered_rows
 
 ANSWER_FIELDS = ("id", "instruction_id", "instruction", "model", "answer")
@@ -123,7 +123,10 @@ def load_ratings(path: Path, known: dict[str, dict[str, Any]]) -> list[dict[str,
     """A ratings file checked against a study's answers: ids known, ratings A–D, one row per (rater, answer)."""
     rows: list[dict[str, Any]] = []
     first: dict[tuple[str, str], int] = {}
+    from_csv = path.suffix.lower() in (".csv", ".tsv")  # herd's CSV export quotes formula-like cells: undo that
     for line, row in numbered_rows(path, required=("id", "rater", "rating")):
+        if from_csv:
+            row = {k: csv_uncell(v) if isinstance(v, str) else v for k, v in row.items()}
         answer_id, rater = str(row["id"]), str(row["rater"]).strip()
         if answer_id not in known:
             raise UserError(f"{path}:{line}: unknown answer id {answer_id!r} (not in this study)")

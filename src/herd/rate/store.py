@@ -5,7 +5,8 @@ writes them) when a study is created, and ratings rows (`{"id", "rater", "rating
 imported; writes the database only. A study is created whole or not at all (built under a temporary name, then
 renamed). Every rating is one row keyed by (rater, answer): saving again changes it, so a retried or doubled request
 never makes a second row, and each save is its own committed transaction (synchronous=FULL: a saved rating survives
-a crash). Tokens are stored only as SHA-256 hashes.
+a crash). Tokens are stored only as SHA-256 hashes. CSV exports (`csv_text`) quote cells a spreadsheet would run
+as formulas (OWASP's rule); JSON exports stay exact.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ CREATE TABLE ratings (rater INTEGER NOT NULL REFERENCES raters, answer INTEGER N
                       time TEXT NOT NULL, PRIMARY KEY (rater, answer));
 """
 EXPORT_FIELDS = ("id", "instruction_id", "model", "rater", "rating", "comment", "time")
+MAX_POSITION = 2**63 - 1  # the largest integer SQLite stores; positions in URLs above it are not found
 
 
 def token_hash(token: str) -> str:
@@ -173,6 +175,8 @@ class Study:
 
     # ------------------------------------------------------------------------------------------- a rater's view
     def item(self, rater: Rater, position: int) -> Item | None:
+        if not 1 <= position <= MAX_POSITION:
+            return None  # SQLite integers are 64-bit: a larger number in a URL is simply not a position
         with self._db() as con:
             total = con.execute("SELECT COUNT(*) FROM assignments WHERE rater = ?", (rater.pk,)).fetchone()[0]
             row = con.execute(
@@ -210,6 +214,8 @@ class Study:
         """Save (or change) the rater's rating at a position; False if the position is not theirs."""
         if rating not in RATINGS:
             raise ValueError(f"rating must be one of {RATINGS}")
+        if not 1 <= position <= MAX_POSITION:
+            return False
         with self._db() as con, transaction(con):
             cur = con.execute(
                 "INSERT INTO ratings (rater, answer, rating, comment, time)"
@@ -276,3 +282,33 @@ class Study:
                     (*key, row["rating"], row["comment"], row["time"]),
                 )
         return {"added": added, "changed": changed, "unchanged": same}
+
+
+def csv_text(rows: list[dict[str, Any]]) -> str:
+    """Ratings rows as CSV text with the export columns in order; cells a spreadsheet would run as a formula are
+    neutralised (`csv_cell`)."""
+    import csv
+    import io
+
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=EXPORT_FIELDS, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows({k: csv_cell(v) for k, v in row.items()} for row in rows)
+    return buffer.getvalue()
+
+
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> Any:
+    """OWASP's rule against CSV formula injection: a text cell that starts with = + - @, a tab or a carriage return
+    gets a leading single quote, so a spreadsheet shows it as text. A cell that already starts with a quote gets
+    one more, so `csv_uncell` (used by `herd rate-app import`) gives back exactly what was rated."""
+    if isinstance(value, str) and value.startswith((*FORMULA_START, "'")):
+        return "'" + value
+    return value
+
+
+def csv_uncell(value: str) -> str:
+    """The inverse of `csv_cell` for a cell read back from herd's own CSV export."""
+    return value[1:] if value.startswith("'") and value[1:].startswith((*FORMULA_START, "'")) else value

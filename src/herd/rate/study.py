@@ -53,7 +53,7 @@ def admin_link(url: str, token: str) -> str:
 
 def export(cfg: Config, out: Path) -> int:
     """Write every rating to a CSV or JSONL file (by its suffix); returns the number of rows."""
-    from herd.rate.app import csv_text
+    from herd.rate.store import csv_text
 
     rows = Study(study_folder(cfg)).export_rows()
     if out.suffix.lower() == ".csv":

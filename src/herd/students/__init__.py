@@ -16,6 +16,7 @@ from importlib import util
 from pathlib import Path
 from typing import Any, Literal
 
+from herd import hub
 from herd.errors import UserError
 from herd.prompts import read_prompt
 
@@ -67,7 +68,7 @@ def source_args(name_or_path: str) -> tuple[str, dict[str, Any]]:
         if not path.is_file():
             raise UserError(f"{name_or_path}: GGUF file not found")
         return str(path.parent), {"gguf_file": path.name}
-    return name_or_path, {}
+    return name_or_path, hub.from_pretrained_args(name_or_path)  # no Hub in reach: the local cache, at once
 
 
 def load_config_of(name_or_path: str) -> Any:
@@ -80,6 +81,9 @@ def load_config_of(name_or_path: str) -> Any:
         return AutoConfig.from_pretrained(src, **extra)
     except (OSError, ValueError, KeyError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        why = hub.unreachable() if hub.is_hub_id(name_or_path) else None
+        if why:
+            raise UserError(hub.not_found(name_or_path, why)) from None
         raise UserError(f"{name_or_path}: not a model folder or reachable Hub id ({first[:160]})") from None
 
 
@@ -140,7 +144,8 @@ def read_meta(path: str) -> dict[str, Any] | None:
     try:
         from transformers.utils import cached_file
 
-        found = cached_file(path, META_FILE, _raise_exceptions_for_missing_entries=False)
+        found = cached_file(path, META_FILE, _raise_exceptions_for_missing_entries=False,
+                            **hub.from_pretrained_args(path))
     except (OSError, ValueError):
         return None
     return dict(json.loads(Path(found).read_text(encoding="utf-8"))) if found else None

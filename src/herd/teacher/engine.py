@@ -16,6 +16,7 @@ from typing import Any
 from herd.config import TeacherConfig
 from herd.errors import UserError
 from herd.progress import Progress
+from herd.secrets import key_env
 from herd.teacher.base import Request, Result, Teacher
 from herd.teacher.journal import Journal
 from herd.teacher.prices import cost, teacher_prices
@@ -139,7 +140,7 @@ def api_key(cfg: TeacherConfig) -> str | None:
     """The key from the environment variable the config names; never from the config itself."""
     if not cfg.api_key_env:
         return None
-    value = os.environ.get(cfg.api_key_env)
+    value = os.environ.get(key_env(cfg.api_key_env, "teacher.api_key_env"))
     if not value:
         raise UserError(f"teacher.api_key_env: environment variable {cfg.api_key_env} is not set")
     return value

@@ -11,6 +11,7 @@ from typing import Any
 
 from herd.config import TeacherConfig
 from herd.errors import UserError
+from herd.secrets import redact_urls
 from herd.teacher.base import Request, Result
 
 QUESTION = "Reply with one short sentence: what colour is the sky on a clear day?"
@@ -47,7 +48,9 @@ def check_one(role: str, tcfg: TeacherConfig, question: str = QUESTION, max_toke
         backend.run([Request.chat(question, max_tokens=max_tokens, temperature=0.0)], results.append)
         latency = time.monotonic() - asked
     except Exception as exc:  # any failure to answer is what this command reports
-        return f"{head}  FAILED  {type(exc).__name__}: {exc}"[:300], False
+        why = f"{type(exc).__name__}: {exc}"
+        why = backend.scrub(why) if hasattr(backend, "scrub") else redact_urls(why)  # scrub first, then cut
+        return f"{head}  FAILED  {why}"[:300], False
     finally:
         backend.close()
     loaded = f" (load {load_s:.1f}s)" if load_s is not None else ""

@@ -27,6 +27,7 @@ import httpx
 from herd import __version__
 from herd.config import TeacherConfig
 from herd.errors import TeacherError, UserError
+from herd.secrets import redact_urls, url_secrets
 from herd.teacher.base import Emit, Request, Result
 from herd.teacher.ratelimit import Pacer, estimate_tokens, parse_retry_after, retry_delay
 
@@ -48,6 +49,8 @@ class OpenAITeacher:
         self.cfg = cfg
         self._key = api_key
         self.can_score = True  # asks for logprobs/top_logprobs; an endpoint that sends none is found at the first call
+        self._secrets = sorted({api_key or "", *(x for u in self.urls for x in url_secrets(u))} - {""}, key=len,
+                               reverse=True)
         if preflight:
             self.preflight()
 
@@ -60,12 +63,13 @@ class OpenAITeacher:
             out["Authorization"] = f"Bearer {self._key}"
         return out
 
-    def scrub(self, text: str) -> str:
-        """One line of at most DETAIL_CHARS characters, with the key (if any) cut out."""
-        if self._key:
-            text = text.replace(self._key, "<redacted>")
-        text = " ".join(text.split())
-        return text if len(text) <= DETAIL_CHARS else text[: DETAIL_CHARS - 1] + "…"
+    def scrub(self, text: str, limit: int = DETAIL_CHARS) -> str:
+        """One line of at most `limit` characters, with the key (if any) and URL secrets cut out first: cutting
+        before scrubbing could leave part of a key that no longer matches."""
+        for secret in self._secrets:
+            text = text.replace(secret, "<redacted>")
+        text = " ".join(redact_urls(text).split())
+        return text if len(text) <= limit else text[: limit - 1] + "…"
 
     # ------------------------------------------------------------------------------------------------ preflight
     def preflight(self) -> None:
@@ -78,7 +82,7 @@ class OpenAITeacher:
     def _check_endpoint(self, client: httpx.Client, url: str) -> None:
         shown = display_url(url)
         try:
-            response = client.get(f"{url}/models")
+            response = client.get(endpoint(url, "models"))
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
             why = self.scrub(str(exc) or type(exc).__name__)
             raise UserError(f"teacher.base_urls: cannot reach {shown}: {why}") from None
@@ -160,7 +164,7 @@ class OpenAITeacher:
             started = time.monotonic()
             try:
                 response = await asyncio.wait_for(
-                    client.post(f"{url}/chat/completions", json=body), timeout=self.cfg.timeout_s
+                    client.post(endpoint(url, "chat/completions"), json=body), timeout=self.cfg.timeout_s
                 )
             except (asyncio.TimeoutError, httpx.TimeoutException):
                 return url, TeacherError(f"timeout: no answer within {self.cfg.timeout_s:g}s from {display_url(url)}")
@@ -186,7 +190,7 @@ class OpenAITeacher:
             body = response.json()
         except ValueError:
             raise TeacherError(f"bad_json: {len(response.content)} bytes that are not JSON: "
-                               f"{self.scrub(response.text[:80])}") from None
+                               f"{self.scrub(response.text, 80)}") from None
         if not isinstance(body, dict):
             raise TeacherError(f"bad_json: expected an object, got {type(body).__name__}")
         choices = body.get("choices")
@@ -284,6 +288,12 @@ def check_settings(cfg: TeacherConfig) -> None:
             raise UserError(f"teacher.base_urls[{i}]: {display_url(url)!r} is not an http(s) URL")
 
 
+def endpoint(url: str, path: str) -> str:
+    """`path` under a base URL, before its query string: a gateway that wants `?api-key=...` keeps getting it."""
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, f"{parts.path.rstrip('/')}/{path}", parts.query, ""))
+
+
 def display_url(url: str) -> str:
     """A URL fit for logs and journals: no user:password part, no query string (either may carry a secret)."""
     parts = urlsplit(url)
@@ -315,7 +325,7 @@ def _error_text(response: httpx.Response) -> str:
             return err
         if body.get("message"):
             return str(body["message"])
-    text = re.sub(r"<[^>]+>", " ", response.text[:400])  # an HTML error page: its words, not its tags
+    text = re.sub(r"<[^>]+>", " ", response.text)  # an HTML error page: its words, not its tags (cut after scrub)
     return text.strip() or response.reason_phrase or "no detail"
 
 
