@@ -10,17 +10,7 @@ from pathlib import Path
 import pytest
 
 from herd.errors import UserError
-from tests.test_train import make_config, write_pairs
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+from tests.test_train import make_config, one_thread, write_pairs  # noqa: F401 - one_thread: autouse fixture
 
 
 def pairs_of(path: Path):
