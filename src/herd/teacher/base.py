@@ -88,7 +88,8 @@ class Teacher(Protocol):
     """A backend: answers requests and hands each result to `emit` as soon as it is ready (any order).
 
     `model_id` is the identity that goes into journal keys: the same model behind a different URL is the same
-    teacher, so moving an endpoint does not pay twice.
+    teacher, so moving an endpoint does not pay twice. A backend that answers `Request.score` sets an attribute
+    `can_score = True` (optional: the judge reads it with getattr and grades from text without it).
     """
 
     model_id: str
