@@ -1,176 +1,163 @@
-"""Training throughput of `herd train` against a plain Hugging Face Trainer that pads every example to max length.
+"""Training throughput of `herd train` against the HF Trainer (padded to max length; group_by_length with dynamic
+padding) and TRL's SFTTrainer with packing, for a decoder and an encoder-decoder, plus herd's host overhead per
+micro-step on a micro model.
 
-Both train the same decoder (a GPT-2-shaped model from a config: --layers x --dim, random init, seeded) on the same
-synthetic pairs for the same number of optimizer steps with the same micro-batch and accumulation. The pairs follow
-LaMini's length profile (LAMINI.md §1: each source's share of the 2.58M pairs and its average instruction and
-response length, drawn log-normally around them: short instructions, responses of tens of tokens with a long tail),
-written in a word-level tokenizer's words, so a word is a token.
+Every side trains the same model (GPT-2 / Flan-T5-shaped, from a config, seeded) on the same synthetic pairs that
+follow LaMini's length profile (Table 1: each source's share and average lengths, drawn log-normally; a word is a
+token of the tests' word-level tokenizer), for the same number of optimizer steps, each step about
+--micro-batch x --accumulation examples. Measured on the batches the model actually received:
 
-- herd: `herd.train.run` (LaMini wrapper, loss on the response, packing with position ids or length-grouped batches,
-  whatever herd picks for the model), timed from the Trainer's first to last step.
-- baseline: `transformers.Trainer` with examples tokenised the same way but padded to --max-length (512, the
-  Alpaca/LaMini setting) and shuffled at random: what a straightforward fine-tuning script does.
+- non-padding tokens per second (encoder-decoders: input + label tokens) and its ratio herd / side;
+- padding fraction (padding positions / all positions processed) and distinct batch shapes;
+- host overhead per micro-step: a 1-layer, 64-dim decoder on short pairs, where compute is negligible, herd vs
+  the plain Trainer with the same positions per micro-batch (ratio; goal <= 1.3x);
+- on a GPU, MFU = 6 x parameters x non-padding tokens/s / the card's peak dense bf16 FLOP/s (--peak-tflops, or
+  known from the card's name).
 
-Printed: non-padding tokens per second of each, their ratio (goal: >= 2x) and each side's padding fraction (padding
-positions / all positions the model processed), measured on the batches the model actually received.
+CPU goals: >= 2x padded, >= 1.2x grouped, >= 1.0x TRL, overhead <= 1.3x, <= 16 shapes.
 
-    .venv/bin/python benchmarks/train_throughput.py [--steps 8] [--micro-batch 8] [--accumulation 2] [--threads 1]
+    .venv/bin/python benchmarks/train_throughput.py [--quick] [--json] [--family causal|seq2seq|both]
+        [--layers 4 --dim 256 --vocab 0 --steps 6 --micro-batch 8 --accumulation 8 --rows 1500] [--profile DIR]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
-import random
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # tests/tiny.py: the word-level tokenizer the tests use
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from train_sides import CAUSAL, SEQ2SEQ, make_model, run_herd, run_trainer, run_trl, write_pairs  # noqa: E402
+
+PEAK_BF16_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "L4": 121.0, "A10": 125.0}
 
 
-
-def lognormal(rng: random.Random, mean: float, sigma: float, cap: int) -> int:
-    """A length with the given mean (log-normal, so a long right tail), at least 1 and at most cap."""
-    return max(1, min(cap, round(rng.lognormvariate(math.log(mean) - sigma**2 / 2, sigma))))
-
-
-def write_pairs(path: Path, rows: int, seed: int, words: list[str]) -> dict[str, float]:
-    rng = random.Random(seed)
-    from herd.stats.measures import PAPER_TABLE1  # LaMini Table 1: pairs, avg instruction / response tokens
-
-    sources = list(PAPER_TABLE1)
-    weights = [PAPER_TABLE1[s][0] for s in sources]
-    sums = [0, 0]
-    with path.open("w", encoding="utf-8") as fh:
-        for i in range(rows):
-            source = rng.choices(sources, weights)[0]
-            _, avg_in, avg_out = PAPER_TABLE1[source]
-            n_in, n_out = lognormal(rng, avg_in, 0.6, 300), lognormal(rng, avg_out, 0.9, 400)
-            sums[0] += n_in
-            sums[1] += n_out
-            row = {"id": str(i), "instruction": " ".join(rng.choices(words, k=n_in)),
-                   "response": " ".join(rng.choices(words, k=n_out)), "instruction_source": source}
-            fh.write(json.dumps(row) + "\n")
-    return {"avg_instruction_words": sums[0] / rows, "avg_response_words": sums[1] / rows}
-
-
-def make_model(folder: Path, layers: int, dim: int, max_length: int) -> Path:
-    import torch
-    from tests.tiny import tiny_tokenizer
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    torch.manual_seed(0)
-    tok = tiny_tokenizer(folder, with_pad=True)
-    config = GPT2Config(vocab_size=len(tok), n_positions=max_length, n_embd=dim, n_layer=layers, n_head=dim // 64,
-                        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
-    GPT2LMHeadModel(config).save_pretrained(folder)
-    return folder
-
-
-def meter() -> Any:
-    """A TrainerCallback that times the training loop and counts, from the batches themselves, the positions the
-    model processed and how many of them were padding."""
-    from transformers import TrainerCallback
-
-    class Meter(TrainerCallback):  # type: ignore[misc]
-        def __init__(self) -> None:
-            self.positions = 0
-            self.real = 0
-            self.started = self.seconds = 0.0
-
-        def on_train_begin(self, args: Any, state: Any, control: Any, train_dataloader: Any = None, **_: Any) -> None:
-            # accelerate wraps the torch DataLoader; its collate_fn is the one the batches go through
-            loader = getattr(train_dataloader, "base_dataloader", train_dataloader)
-            collate = loader.collate_fn
-
-            def counting(features: list[dict[str, Any]]) -> Any:
-                batch = collate(features)
-                self.positions += int(batch["input_ids"].numel())
-                mask = batch.get("attention_mask")
-                self.real += int(mask.sum()) if mask is not None else int(batch["input_ids"].numel())
-                return batch
-
-            loader.collate_fn = counting
-            self.started = time.perf_counter()
-
-        def on_train_end(self, args: Any, state: Any, control: Any, **_: Any) -> None:
-            self.seconds = time.perf_counter() - self.started
-
-    return Meter()
-
-
-def run_herd(model: Path, data: Path, work: Path, opts: argparse.Namespace, packing: str
-             ) -> tuple[Any, dict[str, Any]]:
-    from herd.config import load_config
-    from herd.train import run
-
-    keys = [f"run.dir={json.dumps(str(work))}", "run.quiet=true", f"train.student={json.dumps(str(model))}",
-            f"train.data={json.dumps(str(data))}", f"train.max_steps={opts.steps}",
-            f"train.micro_batch_size={opts.micro_batch}", f"train.batch_size={opts.micro_batch * opts.accumulation}",
-            f"train.max_length={opts.max_length}", "train.save_steps=100000", "train.logging_steps=100000",
-            "train.report_to=[]", f"train.packing={json.dumps(packing)}", *opts.herd_set]
-    measured = meter()
-    out = run(load_config(None, keys), callbacks=[measured])
-    meta = json.loads((out / f"lamini-{model.name}" / "herd.json").read_text())
-    return measured, meta
-
-
-def run_baseline(model: Path, data: Path, work: Path, opts: argparse.Namespace) -> Any:
-    """The plain way: tokenise, pad every example to max_length, random order, transformers' Trainer."""
-    import datasets
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments, default_data_collator
-
-    from herd.students import default_wrapper
-    from herd.students.training import encode_pairs
-
-    tok = AutoTokenizer.from_pretrained(model)
-    rows = [json.loads(line) for line in data.read_text().splitlines()]
-    enc = encode_pairs("causal", tok, default_wrapper(), ([r["instruction"] for r in rows],
-                                                         [r["response"] for r in rows]), max_length=opts.max_length)
-    features = []
-    for ids, labels in zip(enc["input_ids"], enc["labels"], strict=True):
-        if ids:
-            pad = opts.max_length - len(ids)
-            features.append({"input_ids": ids + [tok.pad_token_id] * pad, "labels": labels + [-100] * pad,
-                             "attention_mask": [1] * len(ids) + [0] * pad})
-    gpu = torch.cuda.is_available()
-    args = TrainingArguments(
-        output_dir=str(work / "baseline"), per_device_train_batch_size=opts.micro_batch,
-        gradient_accumulation_steps=opts.accumulation, max_steps=opts.steps, learning_rate=2e-5,
-        lr_scheduler_type="cosine", warmup_steps=0.03, save_strategy="no", report_to="none", disable_tqdm=True,
-        logging_steps=100000, seed=0, use_cpu=not gpu, bf16=gpu and torch.cuda.is_bf16_supported(),
-        log_level="error")
-    measured = meter()
-    trainer = Trainer(model=AutoModelForCausalLM.from_pretrained(model), args=args,
-                      train_dataset=datasets.Dataset.from_list(features), data_collator=default_data_collator,
-                      callbacks=[measured])
-    from transformers.trainer_callback import PrinterCallback
-
-    trainer.remove_callback(PrinterCallback)  # the Trainer's end-of-run dict would interleave with the report
-    trainer.train()
-    return measured
-
-
-def main() -> None:
+def options() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--steps", type=int, default=8, help="optimizer steps for each side")
-    parser.add_argument("--micro-batch", type=int, default=8)
-    parser.add_argument("--accumulation", type=int, default=2)
+    parser.add_argument("--quick", action="store_true", help="small shapes: under 5 minutes on 2 CPU cores")
+    parser.add_argument("--json", action="store_true", help="last line: one JSON object with the figures")
+    parser.add_argument("--family", choices=["causal", "seq2seq", "both"], default="both")
+    parser.add_argument("--steps", type=int, default=6, help="optimizer steps for each side")
+    parser.add_argument("--micro-batch", type=int, default=8, help="examples per micro-batch of the HF sides")
+    parser.add_argument("--accumulation", type=int, default=8)
+    parser.add_argument("--batch-tokens", type=int, default=0, help="herd's train.batch_tokens (0 = its default)")
     parser.add_argument("--max-length", type=int, default=512)
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--dim", type=int, default=256)
-    parser.add_argument("--rows", type=int, default=2000)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (CPU); the same for both sides")
+    parser.add_argument("--vocab", type=int, default=0, help="embedding rows (0 = the tokenizer's ~300)")
+    parser.add_argument("--t5-vocab", type=int, default=-1, help="the encoder-decoder's (-1 = --vocab)")
+    parser.add_argument("--rows", type=int, default=1500)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (CPU); the same for every side")
+    parser.add_argument("--peak-tflops", type=float, default=0.0, help="the GPU's peak dense bf16 TFLOP/s")
+    parser.add_argument("--profile", type=Path, default=None, help="write torch profiler top-10 tables here")
     parser.add_argument("--herd-set", action="append", default=[], metavar="KEY=VALUE",
-                        help="extra herd config override for herd's side, e.g. train.gradient_checkpointing=off")
+                        help="extra herd config override for herd's side")
     opts = parser.parse_args()
+    if opts.quick:
+        opts.layers, opts.dim, opts.steps, opts.rows, opts.accumulation = 2, 128, 4, 600, 4
+    return opts
 
+
+def side_row(name: str, m: Any) -> dict[str, Any]:
+    rate = m.real / m.seconds if m.seconds else 0.0
+    return {"side": name, "tokens_per_s": rate, "real_tokens": m.real, "positions": m.positions,
+            "padding": 1 - m.real / m.positions if m.positions else 0.0, "shapes": len(m.shapes),
+            "seconds": m.seconds, "micro_steps": m.micro_steps, "params": m.params}
+
+
+def family_sides(family: str, work: Path, opts: argparse.Namespace, words: list[str]) -> list[dict[str, Any]]:
+    vocab = opts.t5_vocab if family == SEQ2SEQ and opts.t5_vocab >= 0 else opts.vocab
+    shape = {"layers": opts.layers, "dim": opts.dim, "vocab": vocab, "max_length": opts.max_length}
+    model = make_model(work / f"{family}-bench", family, shape)
+    data = work / "pairs.jsonl"
+    if not data.exists():
+        write_pairs(data, opts.rows, seed=0, words=words)
+    profile = (lambda side: opts.profile / f"profile_{family}_{side}.txt") if opts.profile else (lambda side: None)
+    measured, meta = run_herd(model, data, work / f"herd-{family}", opts, family, opts.herd_set, profile("herd"))
+    rows = [side_row("herd", measured) | {"batching": meta.get("batching", {}), "precision": meta.get("precision"),
+                                           "gradient_checkpointing": meta.get("gradient_checkpointing")}]
+    rows.append(side_row("padded", run_trainer(model, data, work, opts, family, "padded", profile("padded"))))
+    rows.append(side_row("grouped", run_trainer(model, data, work, opts, family, "grouped")))
+    if family == CAUSAL:
+        rows.append(side_row("trl", run_trl(model, data, work, opts)))
+    return rows
+
+
+def overhead(work: Path, opts: argparse.Namespace, words: list[str]) -> dict[str, float]:
+    """Seconds per micro-step of herd and of the plain Trainer on a 1-layer, 64-dim decoder and short pairs, the
+    same positions per micro-batch (8 rows of 64), same steps and accumulation."""
+    micro = argparse.Namespace(**{**vars(opts), "max_length": 64, "micro_batch": 8, "accumulation": 4, "steps": 10,
+                                  "batch_tokens": 512})
+    model = make_model(work / "micro", CAUSAL, {"layers": 1, "dim": 64, "vocab": 0, "max_length": 64})
+    data = work / "micro.jsonl"
+    write_pairs(data, 600, seed=1, words=words, scale=0.15)
+    herd, _ = run_herd(model, data, work / "herd-micro", micro, CAUSAL, [], None)
+    plain = run_trainer(model, data, work / "micro-trainer", micro, CAUSAL, "padded")
+    per = {"herd": herd.seconds / max(1, herd.micro_steps), "trainer": plain.seconds / max(1, plain.micro_steps)}
+    return {"herd_ms": 1000 * per["herd"], "trainer_ms": 1000 * per["trainer"],
+            "ratio": per["herd"] / per["trainer"], "herd_positions": herd.positions / max(1, herd.micro_steps),
+            "trainer_positions": plain.positions / max(1, plain.micro_steps)}
+
+
+def peak_flops(opts: argparse.Namespace) -> float:
+    import torch
+
+    if opts.peak_tflops:
+        return opts.peak_tflops * 1e12
+    if not torch.cuda.is_available():
+        return 0.0
+    name = torch.cuda.get_device_name()
+    return next((v * 1e12 for k, v in PEAK_BF16_TFLOPS.items() if k in name), 0.0)
+
+
+def report(results: dict[str, list[dict[str, Any]]], over: dict[str, float], opts: argparse.Namespace
+           ) -> dict[str, Any]:
+    import torch
+
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"cpu, {opts.threads} thread(s)"
+    print(f"device: {device}; model {opts.layers} layers x {opts.dim} dims, vocab {opts.vocab or 'tokenizer'}; "
+          f"{opts.steps} steps of ~{opts.micro_batch * opts.accumulation} examples; max length {opts.max_length}")
+    peak = peak_flops(opts)
+    summary: dict[str, Any] = {"device": device}
+    for family, rows in results.items():
+        herd = rows[0]
+        print(f"-- {family}: herd batching {json.dumps(herd.get('batching', {}).get('kind'))}, "
+              f"precision {herd.get('precision')}, gradient checkpointing {herd.get('gradient_checkpointing')}")
+        for row in rows:
+            print(f"{row['side']:<8} {row['real_tokens']:>9,} non-padding tokens in {row['seconds']:7.2f} s = "
+                  f"{row['tokens_per_s']:>9,.0f} tok/s; padding {row['padding']:5.1%}; {row['shapes']} shapes")
+        prefix = "" if family == CAUSAL else "t5_"
+        for row in rows[1:]:
+            ratio = herd["tokens_per_s"] / row["tokens_per_s"] if row["tokens_per_s"] else 0.0
+            summary[f"{prefix}ratio_vs_{row['side']}"] = round(ratio, 3)
+            print(f"ratio herd / {row['side']}: {ratio:.2f}x")
+        summary[f"{prefix}herd_shapes"] = herd["shapes"]
+        summary[f"{prefix}tokens_per_s"] = {r["side"]: round(r["tokens_per_s"]) for r in rows}
+        summary[f"{prefix}padding"] = {r["side"]: round(r["padding"], 4) for r in rows}
+        if peak:
+            mfu = {r["side"]: round(6 * r["params"] * r["tokens_per_s"] / peak, 4) for r in rows}
+            summary["mfu" if family == CAUSAL else "t5_mfu"] = mfu["herd"]
+            summary[f"{prefix}mfu_sides"] = mfu
+            print(f"MFU (6 x {herd['params']:,} params x tok/s / {peak / 1e12:.0f} TFLOP/s): "
+                  + ", ".join(f"{k} {v:.1%}" for k, v in mfu.items()))
+    summary["distinct_shapes"] = max(summary.get("herd_shapes", 0), summary.get("t5_herd_shapes", 0))
+    if over:
+        summary["overhead_ratio"] = round(over["ratio"], 3)
+        summary["overhead_ms"] = {"herd": round(over["herd_ms"], 2), "trainer": round(over["trainer_ms"], 2)}
+        print(f"host overhead per micro-step (1 layer x 64 dims, {over['herd_positions']:.0f} vs "
+              f"{over['trainer_positions']:.0f} positions): herd {over['herd_ms']:.1f} ms, plain Trainer "
+              f"{over['trainer_ms']:.1f} ms, ratio {over['ratio']:.2f}x (goal <= 1.3x)")
+    return summary
+
+
+def main() -> None:
+    opts = options()
     import torch
     from tests.tiny import WORDS
     from transformers.utils import logging as hf_logging
@@ -178,28 +165,18 @@ def main() -> None:
     torch.set_num_threads(opts.threads)
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
-    runs: dict[str, Any] = {}
+    if opts.profile:
+        opts.profile.mkdir(parents=True, exist_ok=True)
+    families = [CAUSAL, SEQ2SEQ] if opts.family == "both" else [opts.family]
+    results: dict[str, list[dict[str, Any]]] = {}
     with tempfile.TemporaryDirectory(prefix="herd-bench-train-") as tmp:
         work = Path(tmp)
-        profile = write_pairs(work / "pairs.jsonl", opts.rows, seed=0, words=WORDS)
-        model = make_model(work / "gpt2-bench", opts.layers, opts.dim, opts.max_length)
-        for packing in ("auto", "on"):
-            measured, meta = run_herd(model, work / "pairs.jsonl", work / f"runs-{packing}", opts, packing)
-            runs[f"herd train (packing={packing}: {'packed' if meta['packing'] else 'grouped'})"] = measured
-        runs["HF Trainer, pad to max"] = run_baseline(model, work / "pairs.jsonl", work, opts)
-    device = "cuda" if torch.cuda.is_available() else f"cpu, {opts.threads} thread(s)"
-    print(f"model: GPT-2 config, {opts.layers} layers x {opts.dim} dims; {device}; {opts.steps} steps of "
-          f"{opts.micro_batch} x {opts.accumulation} examples; max length {opts.max_length}")
-    print(f"data: {opts.rows} pairs, avg instruction {profile['avg_instruction_words']:.1f} tokens, avg response "
-          f"{profile['avg_response_words']:.1f} tokens (+ the wrapper's tokens)")
-    rates = {}
-    for name, m in runs.items():
-        rates[name] = m.real / m.seconds
-        print(f"{name:<38} {m.real:>7,} non-padding tokens in {m.seconds:6.2f} s = {rates[name]:>7,.0f} tok/s; "
-              f"padding {1 - m.real / m.positions:5.1%} of {m.positions:,} positions")
-    base = rates.pop("HF Trainer, pad to max")
-    for name, rate in rates.items():
-        print(f"ratio {name} / baseline, non-padding tokens per second: {rate / base:.2f}x  (goal >= 2x)")
+        for family in families:
+            results[family] = family_sides(family, work, opts, WORDS)
+        over = overhead(work, opts, WORDS)
+    summary = report(results, over, opts)
+    if opts.json:
+        print(json.dumps(summary))
 
 
 if __name__ == "__main__":

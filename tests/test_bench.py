@@ -133,7 +133,8 @@ def test_the_harness_scores_exactly_the_wrapped_context(tiny_models, tmp_path):
     plain = write_task(tmp_path / "tasks", "plain_mc")
     wrapped = write_task(tmp_path / "tasks", "wrapped_mc", doc_to_text=fill(wrapper, QUESTION))
     manager, specs = resolve(None, [str(plain), str(wrapped)], [])
-    built = build_tasks(manager, specs)
+    built, failed = build_tasks(manager, specs)
+    assert failed == {}
     model = str(tiny_models["gpt2"])
 
     def per_request(lm, task: str) -> list:
@@ -249,3 +250,68 @@ def test_limit_values(value, expected):
     from herd.bench import parse_limit
 
     assert parse_limit(value) == expected
+
+
+# ------------------------------------------------------------------------------------------------ failed tasks
+def test_a_task_that_cannot_be_built_or_run_is_one_line_and_the_others_run(tiny_models, tmp_path, capsys):
+    good = write_task(tmp_path / "tasks" / "good", "good_mc")
+    missing = write_task(tmp_path / "tasks" / "missing", "missing_mc", dataset="herd-tests/no-such-dataset")
+    broken = write_task(tmp_path / "tasks" / "broken", "broken_mc")
+    (broken.parent / "boom.py").write_text("def process_results(doc, results):\n    raise ValueError('boom')\n")
+    broken.write_text(broken.read_text() + "process_results: !function boom.process_results\n")
+    cfg = bench_config(tmp_path, [tiny_models["gpt2"]], [good, missing, broken])
+    out = run_bench(cfg)
+    lines = [line for line in capsys.readouterr().err.splitlines() if "missing_mc" in line or "broken_mc" in line]
+    assert len([line for line in lines if line.startswith("[bench] task missing_mc: dataset herd-tests/no-such-"
+                                                            "dataset cannot be loaded")]) == 1, lines
+    assert "[bench] task broken_mc: failed on gpt2 (ValueError: boom)" in lines
+
+    results = json.loads((out / "results.json").read_text())
+    model = results["models"][0]
+    assert set(model["scores"]) == {"good_mc"} and set(model["failed"]) == {"missing_mc", "broken_mc"}
+    assert model["average"] == pytest.approx(model["scores"]["good_mc"])
+    table = (out / "table.md").read_text()
+    assert "| average (1 of 3: failed tasks left out) |" in table
+    assert f"| gpt2 | herd | {model['scores']['good_mc']:.1f} | **failed** | **failed** |" in table
+    assert "- gpt2: task broken_mc: failed on gpt2 (ValueError: boom)" in table
+    row = next(csv.DictReader((out / "scores.csv").open(encoding="utf-8")))
+    assert row["missing_mc"] == row["broken_mc"] == "" and row["failed"] == "missing_mc broken_mc"
+    assert (out / "per_task.png").stat().st_size > 10_000
+    assert manifest(out)["ran"] == {"gpt2": ["good_mc"]}
+
+    again = run_bench(cfg)  # a failure is not cached: the next run tries again; the score that was made is kept
+    assert manifest(again)["ran"] == {"gpt2": []}
+    assert set(manifest(again)["failed"]["gpt2"]) == {"missing_mc", "broken_mc"}
+
+    with pytest.raises(RuntimeError, match=r"no task produced a score \(the first failure: task broken_mc: failed"):
+        run_bench(bench_config(tmp_path, [tiny_models["gpt2"]], [broken], out=str(tmp_path / "none")))
+    assert not (tmp_path / "none").exists()
+
+
+def test_only_the_reported_metric_gets_a_stderr(monkeypatch):
+    from lm_eval.api.metrics import f1_score, mean, mean_stderr
+
+    from herd.bench.harness import add_stderr
+
+    monkeypatch.setenv("DISABLE_MULTIPROC", "1")  # lm-eval's bootstrap without a process pool
+    samples = [{"filter": "none", "acc": float(i % 2), "f1": (i % 2, (i // 3) % 2)} for i in range(12)]
+    fresh = {"acc,none": 0.5, "acc_stderr,none": "N/A", "f1,none": 0.4, "f1_stderr,none": "N/A"}
+    results = dict(fresh)
+    add_stderr(results, samples, "acc", mean, 1000)
+    assert results["acc_stderr,none"] == pytest.approx(mean_stderr([s["acc"] for s in samples]))  # closed form
+    assert results["f1_stderr,none"] == "N/A"
+    results = dict(fresh)
+    add_stderr(results, samples, "f1", f1_score, 40)
+    assert isinstance(results["f1_stderr,none"], float) and results["f1_stderr,none"] > 0
+    assert results["acc_stderr,none"] == "N/A"
+    results = dict(fresh)
+    add_stderr(results, samples, "acc", mean, 0)  # 0: no stderr, as in lm-eval
+    assert results == fresh
+
+
+def test_bootstrap_iters_default_and_bad_value(tmp_path, tiny_models):
+    assert load_config(None, []).bench.bootstrap_iters == 1000
+    with pytest.raises(UserError, match=r"bench.bootstrap_iters = -1: must be 0"):
+        run_bench(bench_config(tmp_path, [tiny_models["gpt2"]], [write_task(tmp_path / "t", "x_mc")],
+                               bootstrap_iters=-1))
+    assert not (tmp_path / "out").exists()

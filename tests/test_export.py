@@ -62,7 +62,8 @@ def test_card_has_front_matter_composition_teacher_and_prompt_hashes(tmp_path):
     (run_dir / "responses" / "manifest.json").write_text(json.dumps({
         "stage": "responses", "teacher": "openai:gpt-x", "prompts": {"system": "ab" * 32},
         "sampling": {"temperature": 0.7}, "counts": {"rows": 12, "rejects": 0}, "timings": {"finished": 5}}))
-    out = run(config(tmp_path, "export.license=cc-by-nc-4.0", "export.pretty_name='Tiny herd'"))
+    out = run(config(tmp_path, "export.license=cc-by-nc-4.0", "export.pretty_name='Tiny herd'",
+                     'run.stages=["responses"]'))
     card = (out / "README.md").read_text()
     front = yaml.safe_load(card.split("---\n")[1])
     assert front["license"] == "cc-by-nc-4.0" and front["pretty_name"] == "Tiny herd"
@@ -77,13 +78,15 @@ def test_card_has_front_matter_composition_teacher_and_prompt_hashes(tmp_path):
     assert "Licence: `cc-by-nc-4.0`" in card
 
 
-def test_default_input_is_the_newest_stage_output_and_exports_replace_only_exports(tmp_path):
+def test_default_input_is_the_chains_nearest_data_stage_and_exports_replace_only_exports(tmp_path):
     run_dir = tmp_path / "runs" / "default"
     for stage, finished, n in (("responses", 10, 4), ("dedup", 20, 3), ("mix", 15, 2)):
         make_rows(run_dir / stage / "data.jsonl", n=n)
         (run_dir / stage / "manifest.json").write_text(json.dumps({"stage": stage, "timings": {"finished": finished}}))
-    out = run(config(tmp_path))
+    out = run(config(tmp_path))  # dedup is in the default chain: it feeds export, whatever finished last
     assert json.loads((out / "manifest.json").read_text())["input"] == str(run_dir / "dedup" / "data.jsonl")
+    out = run(config(tmp_path, 'run.stages=["responses","mix"]'))
+    assert json.loads((out / "manifest.json").read_text())["input"] == str(run_dir / "mix" / "data.jsonl")
     run(config(tmp_path))  # an earlier export is replaced
     mine = tmp_path / "mine"
     mine.mkdir()
@@ -100,6 +103,6 @@ def test_bad_rows_stop_the_export_before_anything_is_written(tmp_path):
         run(config(tmp_path, f"export.input={json.dumps(str(bad))}"))
     with pytest.raises(UserError, match="export.formats"):
         run(config(tmp_path, f"export.input={json.dumps(str(bad))}", "export.formats=['csv']"))
-    with pytest.raises(UserError, match="no dedup, mix, responses output"):
+    with pytest.raises(UserError, match=r"dedup/data.jsonl not found \(run the chain first"):
         run(config(tmp_path))
     assert not (tmp_path / "runs").exists()

@@ -14,9 +14,10 @@ from tests.test_train import make_config, one_thread, write_pairs  # noqa: F401 
 
 
 def pairs_of(path: Path):
+    from herd.config import load_config
     from herd.train.data import load_pairs
 
-    return load_pairs(str(path), path.parent, ("instruction", "response"))
+    return load_pairs(str(path), load_config(None, []), ("instruction", "response"))
 
 
 def keys(dataset) -> list[tuple[str, str]]:  # noqa: ANN001 - a datasets.Dataset

@@ -105,7 +105,7 @@ def test_a_dataset_folder_loads_through_datasets(tmp_path):
     pool = load_pool(str(folder), FieldMap())  # not a file: the Hugging Face datasets path, offline
     assert [s.instruction for s in pool.seeds] == [f"Task {i}." for i in range(4)]
     assert pool.path is None and pool.origin == str(folder)
-    with pytest.raises(UserError, match=r"^instructions.seeds = 'no-such/dataset-xyz': cannot load"):
+    with pytest.raises(UserError, match=r"^dataset 'no-such/dataset-xyz', split 'train': cannot load"):
         load_pool("no-such/dataset-xyz", FieldMap())
 
 

@@ -12,7 +12,8 @@ import pytest
 from herd.errors import UserError
 from herd.students import IGNORE, default_wrapper, family_of, fill, format_prompt, load_student, read_meta
 from herd.students.saving import save_student
-from herd.students.training import collator_for, encode_pairs, ensure_pad_token, packing_is_exact
+from herd.students.training import encode_pairs, ensure_pad_token, packing_is_exact
+from herd.train.collate import BucketCollator
 
 PAIRS = (["write a short poem about the sun", "name three colors"], ["the sun is red and good .", "red , blue"])
 
@@ -51,14 +52,14 @@ def test_causal_labels_mask_exactly_prompt_and_padding(tiny_models):
         answer = tok(" " + response, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
         assert enc["input_ids"][i] == prompt + answer
         assert enc["labels"][i] == [IGNORE] * len(prompt) + answer
-    batch = collator_for("causal", tok, packing=False)(
+    batch = BucketCollator("causal", tok.pad_token_id, None, [])(
         [{"input_ids": i, "labels": lab} for i, lab in zip(enc["input_ids"], enc["labels"], strict=True)])
     for row in range(2):
         ids, labels, mask = batch["input_ids"][row], batch["labels"][row], batch["attention_mask"][row]
         prompt_len = len(tok(fill(wrapper, PAIRS[0][row]))["input_ids"])
         expected = [IGNORE if (j < prompt_len or not mask[j]) else int(ids[j]) for j in range(len(ids))]
         assert labels.tolist() == expected
-    assert int(batch["attention_mask"].sum()) == sum(len(x) for x in enc["input_ids"])  # padded to the longest only
+    assert int(batch["attention_mask"].sum()) == sum(len(x) for x in enc["input_ids"])  # padded to a multiple of 64
     unmasked = encode_pairs("causal", tok, wrapper, PAIRS, max_length=128, mask_prompt=False)
     assert unmasked["labels"] == unmasked["input_ids"]
 

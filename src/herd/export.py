@@ -1,6 +1,6 @@
 """herd export: the finished dataset as Parquet and JSONL shards that `datasets.load_dataset` opens, with a card.
 
-Reads one stage output (default: the newest of this run's dedup, mix and responses outputs, by manifest time) and
+Reads one stage output (default: the nearest of dedup, mix and responses in the run's chain, `herd.run.feeders`) and
 writes `export/` (or `export.out`):
 
 ```text
@@ -88,21 +88,14 @@ def run(cfg: Config) -> Path:
 
 
 def input_path(cfg: Config) -> Path:
-    """export.input, or the upstream output whose manifest finished last."""
-    if cfg.export.input:
-        path = Path(cfg.export.input)
-        if not path.is_file():
-            raise UserError(f"export.input: {path}: file not found")
-        return path
-    found = []
-    for stage in UPSTREAM:
-        manifest = run_path(cfg) / stage / "manifest.json"
-        if manifest.is_file() and (manifest.parent / "data.jsonl").is_file():
-            finished = json.loads(manifest.read_text(encoding="utf-8")).get("timings", {}).get("finished", 0)
-            found.append((finished, manifest.parent / "data.jsonl"))
-    if not found:
-        raise UserError(f"export.input: no {', '.join(UPSTREAM)} output in {run_path(cfg)}; set export.input")
-    return max(found)[1]
+    """export.input, or the output of the nearest of dedup, mix and responses in the run's chain."""
+    from herd.run import stage_input
+
+    path = Path(cfg.export.input) if cfg.export.input else stage_input(cfg, STAGE)
+    if not path.is_file():
+        raise UserError(f"export.input: {path}: file not found" if cfg.export.input else
+                        f"export.input: {path} not found (run the chain first, or set export.input)")
+    return path
 
 
 def check_options(ec: ExportConfig) -> None:

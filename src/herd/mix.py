@@ -1,8 +1,10 @@
 """herd mix: one dataset from several stage outputs, with target counts or shares per `instruction_source`.
 
-Reads JSONL stage outputs (files, or stage folders with `data.jsonl` and `shard-*/data.jsonl`); writes `mix/data.jsonl`
-(the chosen rows, byte for byte as they were, ids kept), `mix/rejects.jsonl` (rows whose id was already seen, with
-`reason`) and `mix/manifest.json` (per source: rows available, target, rows taken).
+Reads JSONL stage outputs (`mix.inputs`, else what feeds the mix in the run's chain: its responses, or with
+`[[sources]]` every source's responses and counts; files, or stage folders with `data.jsonl` and
+`shard-*/data.jsonl`); writes `mix/data.jsonl` (the chosen rows, byte for byte as they were, ids kept),
+`mix/rejects.jsonl` (rows whose id was already seen, with `reason`) and `mix/manifest.json` (per source: rows
+available, target, rows taken).
 
 Targets come from `counts`, or from shares (`proportions`, or the `lamini` preset: Table 1 of the paper) times `total`.
 Sampling is seeded per source by `run.seed`. It scales to millions of rows: one pass keeps only each row's file and
@@ -46,9 +48,15 @@ class Index:
 
 def run(cfg: Config) -> Path:
     """Build the mix; returns the stage folder."""
+    inputs = list(cfg.mix.inputs)
+    if not inputs:  # what feeds the mix in the run's chain: its responses, or every source's (with their counts)
+        from herd.run import STAGES, feeders, stage_config, stage_folder
+
+        cfg = stage_config(cfg, STAGES[STAGE])
+        inputs = list(cfg.mix.inputs) or [str(stage_folder(cfg, f)) for f in feeders(cfg, STAGE)]
     mc = cfg.mix
     started = time.time()
-    files = input_files(mc.inputs or [str(run_path(cfg) / "responses")])
+    files = input_files(inputs)
     index = build_index(files)
     shares, requested = wanted(mc)
     targets, notes = plan_targets(index.available(), shares, requested, mc)

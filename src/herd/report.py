@@ -57,8 +57,8 @@ def build_sections(cfg: Config, root: Path) -> list[Section]:
     return [
         shows(cfg, root, manifests),
         overview(cfg, root, manifests),
-        dataset(root),
-        samples(root),
+        dataset(cfg, root),
+        samples(cfg, root),
         rejects(manifests),
         training(root),
         figures(root, "bench", "Benchmark (lm-evaluation-harness)"),
@@ -106,7 +106,8 @@ def overview(cfg: Config, root: Path, manifests: dict[str, dict[str, Any]]) -> S
     rows = []
     for folder, m in manifests.items():
         counts = m.get("counts", {})
-        stage = state.get(folder.split("/")[0], {})
+        parts = folder.split("/")  # a source's stage folder, sources/NAME/STEP, is stage STEP:NAME
+        stage = state.get(f"{parts[2]}:{parts[1]}" if parts[0] == "sources" and len(parts) > 2 else parts[0], {})
         seconds = m.get("timings", {}).get("seconds", stage.get("seconds"))
         kept = counts.get("rows", m.get("data", {}).get("rows", ""))  # train: the pairs it trained on
         rows.append([folder, kept, counts.get("rejects", ""),
@@ -116,17 +117,23 @@ def overview(cfg: Config, root: Path, manifests: dict[str, dict[str, Any]]) -> S
     return s
 
 
-def final_dataset(root: Path) -> Path | None:
-    for name in ("dedup", "mix", "responses"):
-        path = root / name / "data.jsonl"
+def final_dataset(cfg: Config) -> Path | None:
+    """The pairs train reads in this run's chain (`herd.run.feeders`), else the nearest ones up the chain that
+    were written (a run stopped before dedup shows its responses)."""
+    from herd.run import feeders, stage_folder
+
+    found = feeders(cfg, "train")
+    while len(found) == 1:
+        path = stage_folder(cfg, found[0]) / "data.jsonl"
         if path.exists():
             return path
+        found = feeders(cfg, found[0].name)
     return None
 
 
-def dataset(root: Path) -> Section:
+def dataset(cfg: Config, root: Path) -> Section:
     s = Section("Dataset")
-    path = final_dataset(root)
+    path = final_dataset(cfg)
     if path is None:
         return s
     counts: Counter[str] = Counter()
@@ -146,9 +153,9 @@ def dataset(root: Path) -> Section:
     return s
 
 
-def samples(root: Path) -> Section:
+def samples(cfg: Config, root: Path) -> Section:
     s = Section("Sample rows per source")
-    path = final_dataset(root)
+    path = final_dataset(cfg)
     if path is None:
         return s
     picked: dict[str, list[list[str]]] = defaultdict(list)

@@ -16,6 +16,7 @@ from herd.config import Config
 from herd.errors import UserError
 from herd.prompts import prompt_path, read_prompt
 from herd.records import empty_input, in_shard, numbered_rows, parse_shard, stable_id, stage_files
+from herd.run import stage_input
 from herd.rundir import StageDir, journal_path, run_path
 from herd.teacher import Request, Result, open_engine
 
@@ -25,14 +26,14 @@ STAGE = "responses"
 def run(cfg: Config) -> Path:
     """Answer every instruction; returns the stage folder."""
     rc = cfg.responses
-    source = Path(rc.input) if rc.input else run_path(cfg) / "instructions"
+    source = Path(rc.input) if rc.input else stage_input(cfg, STAGE).parent
     shard = parse_shard(cfg.run.shard)
     rows = [r for r in load_instructions(source, rc.source) if in_shard(r["id"], shard)]
     system = read_prompt(rc.system_prompt).strip() if rc.system_prompt else None
     # The engine first: a missing key or an unreachable endpoint stops here, before any file is written.
     engine = open_engine(cfg.teacher, journal_path(cfg), stage=STAGE, quiet=cfg.run.quiet)
-    folder = STAGE if shard == (0, 1) else f"{STAGE}/shard-{shard[0]}-of-{shard[1]}"
-    stage = StageDir(run_path(cfg) / folder, STAGE)
+    base = Path(rc.out) if rc.out else run_path(cfg) / STAGE
+    stage = StageDir(base if shard == (0, 1) else base / f"shard-{shard[0]}-of-{shard[1]}", STAGE)
     if rc.system_prompt:
         stage.add_prompt("system", prompt_path(rc.system_prompt))
     done = stage.done_ids()

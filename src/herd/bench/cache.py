@@ -2,7 +2,8 @@
 
 `<cache_dir>/<model hash>/<task>-<key>.json` holds that task's piece of lm-eval's output. Adding a model to a
 comparison, or a task to a model, runs only what no file holds yet; a changed task definition, wrapper, limit,
-few-shot count or harness version is a new key. Files are written atomically, so a killed run leaves whole ones.
+few-shot count, harness version, reported metric or bootstrap count (only the reported metric gets a stderr) is a new
+key. Files are written atomically, so a killed run leaves whole ones.
 """
 
 from __future__ import annotations
@@ -17,11 +18,12 @@ from herd.bench.tasks import TaskSpec
 from herd.rundir import write_json
 
 
-def cache_key(model: ModelSpec, task: TaskSpec, *, harness: str, num_fewshot: int,
-              limit: float | None) -> dict[str, Any]:
+def cache_key(model: ModelSpec, task: TaskSpec, *, harness: str, num_fewshot: int, limit: float | None,
+              bootstrap_iters: int) -> dict[str, Any]:
     wrapper = hashlib.sha256(model.wrapper.encode()).hexdigest()[:16] if model.wrapper else None
     return {"model": model.hash, "backend": model.family, "task": task.name, "task_digest": task.digest,
-            "lm_eval": harness, "wrapper": wrapper, "num_fewshot": num_fewshot, "limit": limit}
+            "metric": task.metric, "lm_eval": harness, "wrapper": wrapper, "num_fewshot": num_fewshot,
+            "limit": limit, "bootstrap_iters": bootstrap_iters}
 
 
 def key_path(cache_dir: Path, key: dict[str, Any]) -> Path:

@@ -64,6 +64,10 @@ def draw_bars(ax: Any, rows: list[dict[str, Any]], tasks: list[TaskSpec], colour
         ax.bar([j + (i - (n - 1) / 2) * width for j, _ in shown], [v for _, v in shown], width=width * 0.95,
                color=colours[i], label=f"{row['model']}: {row['source']}", edgecolor="black" if ours else "none",
                linewidth=0.5)
+        for j, t in enumerate(tasks):
+            if t.name in row["failed"]:  # no bar would read as 0 %: say that there is no score
+                ax.text(j + (i - (n - 1) / 2) * width, 1, "failed", rotation=90, ha="center", va="bottom",
+                        fontsize=8, color="#d62728", fontweight="bold")
     ax.set_xticks(range(len(tasks)))
     ax.set_xticklabels([f"{t.name}\n{t.metric}" for t in tasks], fontsize=8)
     ax.set_xlim(-0.6, len(tasks) - 0.4)
@@ -76,11 +80,13 @@ def size_vs_score(path: Path, scored: list[Scored], tasks: list[TaskSpec], paper
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(8.5, 5.4), dpi=110)
     paper_points(ax, paper)
-    names = {t.name for t in tasks}
-    note = "" if names == set(PAPER_TASKS) else partial_note(names)
     for s in scored:
         if s.average is None or s.params <= 0:
             continue
+        names = set(s.scores)  # a failed task is not in the point's average, and the label says so
+        note = "" if names == set(PAPER_TASKS) else partial_note(names)
+        if s.failed:
+            note = (note[:-1] + "; " if note else " (") + f"failed: {', '.join(sorted(s.failed))})"
         arch = "encoder-decoder" if s.model.family == "seq2seq" else "decoder-only"
         x = s.params / 1e6
         ax.scatter([x], [s.average], marker="*", s=220, color=ARCH_COLOURS[arch], edgecolors="black",

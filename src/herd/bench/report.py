@@ -30,10 +30,21 @@ class Scored:
     stderr: dict[str, float]
     params: int
     output: dict[str, Any] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)  # task -> one line: why it has no score
 
     @property
     def average(self) -> float | None:
+        """The plain mean over the tasks scored (a failed task is left out, and said so wherever this is shown)."""
         return sum(self.scores.values()) / len(self.scores) if self.scores else None
+
+    def mean_over(self, names: list[str]) -> float | None:
+        values = [self.scores[n] for n in names if n in self.scores]
+        return sum(values) / len(values) if values and len(values) == len(names) else None
+
+
+def scored_by_all(scored: list[Scored], tasks: list[TaskSpec]) -> list[str]:
+    """The tasks every model has a score for: what the averages of a table with failed tasks are taken over."""
+    return [t.name for t in tasks if all(t.name in s.scores for s in scored)]
 
 
 def paper_table() -> list[dict[str, Any]]:
@@ -80,19 +91,20 @@ def comparison_rows(scored: list[Scored], tasks: list[TaskSpec], paper: list[dic
     """Rows for table.md, per model: the paper's rows for its base first (once each), then ours."""
     rows: list[dict[str, Any]] = []
     shown: set[str] = set()
-    names = [t.name for t in tasks]
+    names = scored_by_all(scored, tasks)  # all tasks unless one failed: then every average skips it alike
     full = set(PAPER_TASKS) <= set(names)
     for s in scored:
         for r in paper_rows_for(s.model.base, paper):
             if r["model"] in shown:
                 continue
             shown.add(r["model"])
-            values = {t: r[t] for t in names if t in r}
-            average = r["average"] if full else (sum(values.values()) / len(values) if values else None)
+            values = {t.name: r[t.name] for t in tasks if t.name in r}
+            common = [values[n] for n in names if n in values]
+            average = r["average"] if full else (sum(common) / len(common) if common else None)
             rows.append({"model": r["model"], "source": f"paper ({r['kind']})", "scores": values,
-                         "average": average})
+                         "average": average, "failed": {}})
         rows.append({"model": s.model.label, "source": "herd" + (", wrapped" if s.model.wrapper else ""),
-                     "scores": s.scores, "average": s.average})
+                     "scores": s.scores, "average": s.mean_over(names), "failed": s.failed})
     return rows
 
 
@@ -100,23 +112,28 @@ def markdown(scored: list[Scored], tasks: list[TaskSpec], paper: list[dict[str, 
     def cell(v: float | None) -> str:
         return "–" if v is None else f"{v:.1f}"
 
-    header = ["model", "source", *[f"{t.name} ({t.metric})" for t in tasks], f"average ({len(tasks)})"]
+    common = scored_by_all(scored, tasks)
+    over = f"{len(tasks)}" if len(common) == len(tasks) else f"{len(common)} of {len(tasks)}: failed tasks left out"
+    header = ["model", "source", *[f"{t.name} ({t.metric})" for t in tasks], f"average ({over})"]
     lines = [note, "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in comparison_rows(scored, tasks, paper):
-        values = [cell(row["scores"].get(t.name)) for t in tasks]
+        values = ["**failed**" if t.name in row["failed"] else cell(row["scores"].get(t.name)) for t in tasks]
         lines.append("| " + " | ".join([row["model"], row["source"], *values, cell(row["average"])]) + " |")
+    failures = [f"- {s.model.label}: {line}" for s in scored for line in s.failed.values()]
+    if failures:
+        lines += ["", "**Failed** (no score; the next run tries again):", *failures]
     return "\n".join(lines) + "\n"
 
 
 def scores_csv(scored: list[Scored], tasks: list[TaskSpec]) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["model", "path", "family", "wrapped", "params", *[t.name for t in tasks], "average"])
+    writer.writerow(["model", "path", "family", "wrapped", "params", *[t.name for t in tasks], "average", "failed"])
     for s in scored:
         values = [f"{s.scores[t.name]:.2f}" if t.name in s.scores else "" for t in tasks]
-        average = f"{s.average:.2f}" if s.average is not None else ""
+        average = f"{s.average:.2f}" if s.average is not None else ""  # over the tasks scored; `failed` names the rest
         writer.writerow([s.model.label, s.model.name, s.model.family, str(bool(s.model.wrapper)).lower(), s.params,
-                         *values, average])
+                         *values, average, " ".join(t.name for t in tasks if t.name in s.failed)])
     return out.getvalue()
 
 
@@ -128,7 +145,8 @@ def results_json(scored: list[Scored], tasks: list[TaskSpec], meta: dict[str, An
         "models": [{
             "label": s.model.label, "model": s.model.name, "hash": s.model.hash, "family": s.model.family,
             "wrapper": s.model.wrapper, "base_model": s.model.base, "params": s.params,
-            "scores": s.scores, "stderr": s.stderr, "average": s.average, "harness_output": s.output,
+            "scores": s.scores, "stderr": s.stderr, "average": s.average, "failed": s.failed,
+            "harness_output": s.output,
         } for s in scored],
     }
 

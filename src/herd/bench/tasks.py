@@ -177,17 +177,47 @@ def local_files(value: Any) -> list[Path]:
     return []
 
 
-def build_tasks(manager: Any, specs: list[TaskSpec]) -> dict[str, Any]:
-    """lm-eval Task objects (their datasets loaded) for `specs`; a dataset that cannot be fetched is one line."""
-    from datasets.exceptions import DatasetsError
+def build_tasks(manager: Any, specs: list[TaskSpec]) -> tuple[dict[str, Any], dict[str, str]]:
+    """lm-eval Task objects (their datasets loaded) for `specs`, and one line per task that could not be built.
 
+    A task whose dataset is not in the cache, or whose config or helper code fails to load, is left out with its
+    cause; the others still run. ReCoRD's helper imports a module transformers 5 removed: herd stands in for it.
+    """
+    from herd.bench import squad
+
+    squad.install()
     built: dict[str, Any] = {}
+    failed: dict[str, str] = {}
     for spec in specs:
         try:
             built[spec.name] = manager.load([spec.name])["tasks"][spec.name]
-        except (OSError, DatasetsError) as exc:
-            raise UserError(fetch_hint(spec, exc)) from None
-    return built
+        except Exception as exc:  # noqa: BLE001 - any cause is reported for this task alone, the others go on
+            failed[spec.name] = build_failure(spec, exc)
+    return built, failed
+
+
+def build_failure(spec: TaskSpec, exc: BaseException) -> str:
+    """One line: why the task could not be built, and for a dataset the way to fetch it."""
+    if raised_by_datasets(exc):
+        return fetch_hint(spec, exc)
+    return f"task {spec.name}: cannot be built ({one_line(exc)})"
+
+
+def raised_by_datasets(exc: BaseException) -> bool:
+    """Whether `datasets` itself raised (offline without a cache, a config not in the cache, a hub error)."""
+    from datasets.exceptions import DatasetsError
+
+    if isinstance(exc, DatasetsError):
+        return True
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and str(tb.tb_frame.f_globals.get("__name__", "")).split(".")[0] == "datasets"
+
+
+def one_line(exc: BaseException) -> str:
+    first = (str(exc).strip().splitlines() or [""])[0][:160]
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
 
 
 def fetch_hint(spec: TaskSpec, exc: BaseException) -> str:

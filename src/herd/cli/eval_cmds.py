@@ -38,6 +38,9 @@ def bench(
     wrapper: Annotated[str | None, typer.Option(
         help="on | off | auto (auto: wrap herd's decoder-only students only, as the paper did).")] = None,
     out: Annotated[str | None, typer.Option("--out", "-o", help="Output folder (default <run>/bench).")] = None,
+    bootstrap_iters: Annotated[int | None, typer.Option(
+        help="Bootstrap resamples for the stderr of a reported metric that is not a mean (default 1000; 0 = no "
+             "stderr).")] = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
     quiet: QuietOpt = False,
@@ -48,8 +51,12 @@ def bench(
     overrides = _bench_overrides(
         set_,
         {"bench.models": model, "bench.tasks": tasks, "bench.include_path": include_path},
-        {"bench.suite": suite, "bench.limit": limit, "bench.wrapper": wrapper, "bench.out": out},
+        {"bench.suite": suite, "bench.limit": limit, "bench.wrapper": wrapper, "bench.out": out,
+         "bench.bootstrap_iters": bootstrap_iters},
     )
     cfg = load(config, overrides, quiet)
     folder = stage.run(cfg)
-    say(f"bench: {folder}/table.md ({len(cfg.bench.models)} model(s))")
+    failed = json.loads((folder / "manifest.json").read_text(encoding="utf-8")).get("failed", {})
+    lost = sorted({task for tasks_ in failed.values() for task in tasks_})
+    say(f"bench: {folder}/table.md ({len(cfg.bench.models)} model(s)"
+        + (f"; failed, marked in the table: {', '.join(lost)})" if lost else ")"))

@@ -31,6 +31,7 @@ from herd.config.sections import (
     ResponsesConfig,
     RunConfig,
     ServeConfig,
+    SourceConfig,
     StatsConfig,
     StudentConfig,
     TeacherConfig,
@@ -59,6 +60,7 @@ __all__ = [
     "ResponsesConfig",
     "RunConfig",
     "ServeConfig",
+    "SourceConfig",
     "StatsConfig",
     "StudentConfig",
     "TeacherConfig",
@@ -86,37 +88,74 @@ class Config:
     train: TrainConfig = sub(TrainConfig, "herd train: fine-tune students on the pairs.")
     bench: BenchConfig = sub(BenchConfig, "herd bench: lm-evaluation-harness scores beside the paper's.")
     rate_app: RateAppConfig = sub(RateAppConfig, "herd rate-app: the web app in which people rate answers A-D.")
+    sources: list[SourceConfig] = opt(
+        [], "Data sources of one run, one [[sources]] table each: generated or re-answered, mixed by their counts.")
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    """Read a TOML run file (or only defaults) and apply `section.key=value` overrides."""
+    """Read a TOML run file (or only defaults) and apply `section.key=value` overrides.
+
+    A file may start from another: `include = "paper.toml"` (relative to the including file) reads that file first;
+    the including file's keys win, tables merge key by key, and a list (such as `[[train.students]]`) replaces the
+    included one. Errors name the file that set the key.
+    """
     data: dict[str, Any] = {}
     lines: dict[str, int] = {}
+    files: dict[str, str] = {}
     where = "<defaults>"
     if path is not None:
-        p = Path(path)
-        where = str(p)
-        if not p.is_file():
-            raise UserError(f"{p}: config file not found")
-        raw = p.read_bytes()
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            line = raw.count(b"\n", 0, exc.start) + 1
-            raise UserError(f"{p}:{line}: not UTF-8 text (a TOML file must be UTF-8)") from None
-        try:
-            data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise UserError(f"{p}: not valid TOML: {exc}") from None
-        lines = key_lines(text)
+        where = str(path)
+        data = read_file(Path(path), lines, files, ())
     for item in overrides:
         key, value = _parse_override(item)
         _set_dotted(data, key, value)
         lines[key] = 0
-    return build(Config, data, "", _Where(where, lines))
+    return build(Config, data, "", _Where(where, lines, files))
+
+
+def read_file(p: Path, lines: dict[str, int], files: dict[str, str], chain: tuple[Path, ...]) -> dict[str, Any]:
+    """One TOML file with its includes resolved; fills `lines` (key -> line) and `files` (key -> file)."""
+    if not p.is_file():
+        raise UserError(f"{p}: config file not found")
+    raw = p.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise UserError(f"{p}:{line}: not UTF-8 text (a TOML file must be UTF-8)") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"{p}: not valid TOML: {exc}") from None
+    own = key_lines(text)
+    include = data.pop("include", None)
+    if include is not None:
+        at = f"{p}:{own.get('include', 1)}"
+        if not isinstance(include, str) or not include:
+            raise UserError(f"{at}: include must be the name of a TOML file")
+        target = (p.parent / include).resolve()
+        if target in chain or target == p.resolve():
+            raise UserError(f"{at}: include = {include!r} includes itself")
+        if not target.is_file():
+            raise UserError(f"{at}: include = {include!r}: {target} not found")
+        data = _merge(read_file(target, lines, files, (*chain, p.resolve())), data)
+    for key, line in own.items():
+        lines[key] = line
+        files[key] = str(p)
+    return data
+
+
+def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
 
 
 def _parse_override(item: str) -> tuple[str, Any]:

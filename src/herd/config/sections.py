@@ -25,6 +25,8 @@ class RunConfig:
     )
     confirm_above_usd: float = opt(1.0, "`herd run` asks before spending more than this on teacher calls.")
     max_cost_usd: float = opt(0.0, "Refuse to start when the estimated cost is above this (0 = no limit).")
+    scale: float = opt(1.0, "Run the [[sources]] recipe at this fraction (0.001 = a trial run): every count and "
+                            "mix.total times this, the same shares.")
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,32 @@ class InstructionsConfig:
         "Words that mean the instruction needs something the model cannot see (mentions_image_or_file).",
     )
     source: str = opt("", "instruction_source label for every row ('' = from style and mode, the paper's labels).")
+    out: str = opt("", "Output folder ('' = <run>/instructions; each [[sources]] entry gets its own).")
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    name: str = opt("", "Name of this source's stages and folder, runs/NAME/sources/<name>/ ('' = its label).")
+    kind: Literal["example", "topic", "answer"] = opt(
+        "example", "example: the teacher writes instructions from seed examples; topic: from seed examples and "
+        "topics; answer: the teacher answers an existing prompt set (LaMini §1).")
+    label: str = opt("", "instruction_source of its rows ('' = the paper's label for the kind and style).")
+    style: Literal["self_instruct", "p3", "flan"] = opt(
+        "self_instruct", "Seed or prompt style: sets instructions per call (20 or 10) and the default label.")
+    data: str = opt("", "Seed pool (example, topic) or prompt set (answer): a JSONL/CSV/Parquet file or a Hub "
+                        "dataset id ('' = herd's own seeds; an answer source must name one).")
+    split: str = opt("train", "Split to read when `data` is a Hub dataset id.")
+    subsets: list[str] = opt([], "Hub configurations to read (P3 has one per prompted task); each row's subset "
+                                 "is its group, so a call's examples share one.")
+    id_field: str = opt("id", "Field with the row's id (rows without it get an id from their text).")
+    instruction_field: str = opt("", "Field with the instruction or prompt ('' = `instruction`, else `inputs`).")
+    input_field: str = opt("", "Field with the input ('' = `input`, else none; dots index into nested fields).")
+    group_field: str = opt("", "Field naming a row's task (examples of one call share it; '' = none or subset).")
+    count: int = opt(0, "Pairs this source puts into the mix, before run.scale (the paper's Table 1 count).")
+    per_call: int = opt(0, "Instructions asked per call (0 = instructions.per_call, else 20 self_instruct, 10 "
+                           "p3/flan).")
+    overgenerate: float = opt(1.25, "Instructions asked for (example, topic) or prompts answered (answer) per pair "
+                                    "the mix takes: parsing, failures and empty answers drop some.")
 
 
 @dataclass(frozen=True)
@@ -137,6 +165,7 @@ class ResponsesConfig:
     temperature: float = opt(1.0, "Sampling temperature (the paper used the API defaults).")
     top_p: float = opt(1.0, "Nucleus sampling.")
     max_tokens: int = opt(512, "Longest answer in tokens; longer ones are flagged truncated.")
+    out: str = opt("", "Output folder ('' = <run>/responses; each [[sources]] entry gets its own).")
 
 
 @dataclass(frozen=True)
@@ -286,7 +315,8 @@ class BenchConfig:
     num_fewshot: int = opt(0, "Few-shot examples per request (the paper: 0, zero-shot).")
     batch_size: str = opt("auto", "lm-eval batch size: auto (largest that fits) or a number.")
     max_batch_size: int = opt(64, "Largest batch size that batch_size = auto tries.")
-    bootstrap_iters: int = opt(100000, "Bootstrap resamples for the stderr of non-mean metrics (lm-eval's default).")
+    bootstrap_iters: int = opt(1000, "Bootstrap resamples for the reported metric's stderr when it is not a mean "
+                                     "(0 = no stderr; lm-eval's own default, 100000, bootstraps every metric).")
     device: str = opt("auto", "torch device: auto (cuda, mps, else cpu), cpu, cuda, cuda:1.")
     dtype: str = opt("auto", "Model dtype passed to lm-eval: auto, float32, bfloat16, float16.")
     out: str = opt("", "Output folder ('' = <run.dir>/<run.name>/bench).")
@@ -325,7 +355,12 @@ class TrainConfig:
     max_length: int = opt(512, "Longest training sequence in tokens (open in the paper; Alpaca's 512).")
     epochs: float = opt(5.0, "Epochs (the paper: 5).")
     batch_size: int = opt(1024, "Effective batch in examples, over devices and gradient accumulation (paper: 1024).")
-    micro_batch_size: int = opt(8, "Examples per device per forward pass; gradient accumulation makes up batch_size.")
+    micro_batch_size: int = opt(8, "Examples per device per forward pass in evaluation (training cuts micro-batches "
+                                   "by batch_tokens).")
+    batch_tokens: int = opt(0, "Token positions (padding included) per micro-batch per device; gradient accumulation "
+                               "makes up batch_size examples a step and the loss is the mean over the step's label "
+                               "tokens. 0 = by device: 1024 on CPU, 16384 on CUDA, 8192 on MPS (raised to hold "
+                               "the longest example).")
     lr_seq2seq: float = opt(5e-4, "Learning rate of encoder-decoder students (the paper: 5e-4).")
     lr_causal: float = opt(2e-5, "Learning rate of decoder-only students (the paper: 2e-5).")
     scheduler: str = opt("cosine", "Learning-rate schedule: a transformers lr_scheduler_type (open; Alpaca's cosine).")
@@ -334,17 +369,19 @@ class TrainConfig:
     max_grad_norm: float = opt(1.0, "Gradient clipping norm (open; the transformers default).")
     max_steps: int = opt(0, "Stop after this many optimizer steps (0 = all epochs): for smoke runs.")
     packing: Literal["auto", "on", "off"] = opt(
-        "auto", "Pack decoder-only batches into one row with restarting position ids (no attention across examples): "
-                "auto = under flash-attention (else length-grouped batches are faster); on = whenever herd's "
-                "exactness check passes, stopping if it does not.")
-    group_by_length: bool = opt(True, "Batch examples of similar length (less padding) when not packing.")
+        "auto", "Pack decoder-only examples into fixed-length rows (position ids restart per example, no attention "
+                "across examples; flash-attention varlen or an exact SDPA mask): auto = when herd's exactness check "
+                "passes, else length buckets; on = stop if it fails; off = length buckets (multiples of 64).")
+    group_by_length: bool = opt(True, "Kept for old run files: token-budget batches always group by length.")
     precision: Literal["auto", "bf16", "fp16", "fp32"] = opt("auto", "Mixed precision: auto = bf16 on a GPU that has "
-                                                                     "it, fp32 on CPU.")
+                                                                     "it, fp32 on CPU; fp16 is refused for T5.")
     gradient_checkpointing: Literal["auto", "on", "off"] = opt("auto", "Recompute activations to save memory: auto = "
-                                                                       "on with a GPU.")
+                                                                       "on only where a memory estimate says the "
+                                                                       "model would not fit (reason in herd.json).")
     attn_implementation: str = opt("auto", "Attention kernel: auto (flash_attention_2 when installed on a GPU, else "
                                            "sdpa), sdpa, eager, flash_attention_2.")
-    compile: bool = opt(False, "torch.compile the model.")
+    compile: bool = opt(False, "torch.compile the model (at most one graph per batch shape; refused without a "
+                               "compiler: triton on CUDA, a C++ compiler on CPU).")
     lora: bool = opt(False, "Train LoRA adapters (peft) and save them merged into full weights.")
     qlora: bool = opt(False, "LoRA on a 4-bit base (bitsandbytes, CUDA only).")
     lora_r: int = opt(16, "LoRA rank.")

@@ -34,15 +34,17 @@ def sub(cls: type, doc: str) -> Any:
 class _Where:
     file: str
     lines: dict[str, int]
+    files: dict[str, str] = field(default_factory=dict)  # key -> the included file that set it, where not `file`
 
     def at(self, key: str) -> str:
         line = self.lines.get(key)
+        while line is None and re.search(r"[.\[]", key):  # the line of the table (or --set) that holds the key
+            key = re.sub(r"(\.[^.\[]*|\[\d+\])$", "", key)
+            line = self.lines.get(key)
         if line == 0:
             return "--set"
-        if line is None:  # a whole section's line, or the file
-            section = key.rsplit(".", 1)[0]
-            line = self.lines.get(section)
-        return f"{self.file}:{line}" if line else self.file
+        file = self.files.get(key, self.file)
+        return f"{file}:{line}" if line else file
 
 
 _HEADER = re.compile(r"^\s*\[\[?\s*([A-Za-z0-9_.\-\" ]+?)\s*\]\]?\s*(#.*)?$")
@@ -53,11 +55,16 @@ def key_lines(text: str) -> dict[str, int]:
     """Map each dotted key (and section) of a TOML text to the line that sets it (1-based)."""
     found: dict[str, int] = {}
     section = ""
+    arrays: dict[str, int] = {}  # [[name]] tables seen so far: the n-th one is name[n]
     for number, line in enumerate(text.splitlines(), start=1):
         header = _HEADER.match(line)
         if header:
             section = header.group(1).replace('"', "").replace(" ", "")
             found.setdefault(section, number)
+            if line.lstrip().startswith("[["):
+                arrays[section] = arrays.get(section, -1) + 1
+                section = f"{section}[{arrays[section]}]"
+                found.setdefault(section, number)
             continue
         key = _KEY.match(line)
         if key:
@@ -140,6 +147,11 @@ def explain(cls: type, prefix: str = "") -> list[tuple[str, str, str, str]]:
         if dataclasses.is_dataclass(tp):
             rows.extend(explain(tp, dotted))  # type: ignore[arg-type]
             continue
+        item = get_args(tp)[0] if get_origin(tp) is list and get_args(tp) else None
+        if item is not None and dataclasses.is_dataclass(item):  # an array of tables: its keys as name[].key
+            rows.append((dotted, _type_text(tp), "[]", f.metadata.get("doc", "")))
+            rows.extend(explain(item, f"{dotted}[]"))  # type: ignore[arg-type]
+            continue
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc,operator]
         rows.append((dotted, _type_text(tp), repr(default), f.metadata.get("doc", "")))
     return rows
@@ -184,6 +196,9 @@ def _toml_value(value: Any) -> str:
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     if isinstance(value, dict):
         return "{" + ", ".join(f"{json.dumps(str(k))} = {_toml_value(v)}" for k, v in value.items()) + "}"
+    if dataclasses.is_dataclass(value):  # an array of tables' item, as an inline table
+        items = [f"{f.name} = {_toml_value(getattr(value, f.name))}" for f in dataclasses.fields(value)]
+        return "{" + ", ".join(items) + "}"
     if value is None:
         return '""'
     return json.dumps(str(value))

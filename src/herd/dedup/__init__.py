@@ -1,6 +1,7 @@
 """herd dedup: filter the pairs, then drop exact and near-duplicate instructions (LaMini leaves dedup open).
 
-Reads this run's `mix/data.jsonl` if it exists, else `responses/data.jsonl` (or `dedup.input`): rows with `id`,
+Reads the output of the stage before it in the run's chain (`mix/` when `run.stages` has mix, else `responses/`;
+see `herd.run.feeders`) or `dedup.input`: rows with `id`,
 `instruction` and `response`. Writes `dedup/data.jsonl` (kept rows, unchanged, in input order), `dedup/rejects.jsonl`
 (each dropped row with `reason` and, for a duplicate, `duplicate_of`: the id of the kept row it repeats) and
 `dedup/manifest.json`.
@@ -63,11 +64,9 @@ def run(cfg: Config) -> Path:
 
 
 def input_path(cfg: Config) -> Path:
-    if cfg.dedup.input:
-        path = Path(cfg.dedup.input)
-    else:
-        mixed = run_path(cfg) / "mix" / "data.jsonl"
-        path = mixed if mixed.exists() else run_path(cfg) / "responses" / "data.jsonl"
+    from herd.run import stage_input
+
+    path = Path(cfg.dedup.input) if cfg.dedup.input else stage_input(cfg, STAGE)
     if not path.is_file():
         raise UserError(f"{path}: input not found (run `herd responses` or `herd mix` first, or set dedup.input)")
     return path

@@ -87,16 +87,25 @@ def load_pool(spec: str, fields: FieldMap, split: str = "train", subset: str = "
 
 
 def hub_rows(spec: str, split: str, subset: str) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Rows of a Hugging Face dataset (a Hub id or a local dataset folder), numbered from 1."""
+    """Rows of a Hugging Face dataset (a Hub id or a local dataset folder), numbered from 1.
+
+    `subset` may name several configurations, comma-separated (P3 has one per prompted task): their rows follow
+    each other, each with its configuration's name in `_subset`.
+    """
     import datasets
 
-    try:
-        data = datasets.load_dataset(spec, subset or None, split=split)
-    except Exception as exc:  # datasets raises many types (not found, offline, bad split); all are the user's to fix
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"instructions.seeds = {spec!r}: cannot load this dataset ({first})") from None
-    for number, row in enumerate(data, start=1):
-        yield number, dict(row)
+    names = [x.strip() for x in subset.split(",") if x.strip()]
+    number = 0
+    for name in names or [""]:
+        try:
+            data = datasets.load_dataset(spec, name or None, split=split)
+        except Exception as exc:  # datasets raises many types (not found, offline, bad split); all are the user's
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            shown = f"{spec!r}" + (f" (configuration {name!r})" if name else "")
+            raise UserError(f"dataset {shown}, split {split!r}: cannot load it ({first[:200]})") from None
+        for row in data:
+            number += 1
+            yield number, ({**dict(row), "_subset": name} if len(names) > 1 else dict(row))
 
 
 def to_seed(row: dict[str, Any], fields: FieldMap, where: str) -> Seed:

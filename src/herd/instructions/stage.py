@@ -92,8 +92,8 @@ def run(cfg: Config) -> Path:
         plan = plan_calls(pool.seeds, topics + proposed, ic.calls, s.modes, cfg.run.seed,
                           (ic.examples_per_call, ic.topics_per_call))
         calls = [c for c in plan if in_shard(c.tag, shard)]
-        folder = STAGE if shard == (0, 1) else f"{STAGE}/shard-{shard[0]}-of-{shard[1]}"
-        stage = StageDir(run_path(cfg) / folder, STAGE)
+        base = Path(ic.out) if ic.out else run_path(cfg) / STAGE
+        stage = StageDir(base if shard == (0, 1) else base / f"shard-{shard[0]}-of-{shard[1]}", STAGE)
         record_prompts(stage, s, ic, bool(topics and ic.propose_topics))
         if proposed:
             (stage.path / "proposed_topics.txt").write_text("\n".join(proposed) + "\n", encoding="utf-8")

@@ -1,6 +1,7 @@
 """herd stats: what the dataset holds, beside the LaMini paper's Table 1.
 
-Reads this run's `dedup/data.jsonl`, else `mix/data.jsonl`, else `responses/data.jsonl` (or `stats.input`): rows with
+Reads the output of the nearest of dedup, mix and responses in the run's chain (`herd.run.feeders`; or
+`stats.input`): rows with
 `instruction` and, usually, `response` and `instruction_source`. Writes `stats/` under the run:
 
 - `stats.json`: per source and overall: rows and share, token-length summaries of instructions and responses,
@@ -67,12 +68,9 @@ def run(cfg: Config) -> Path:
 
 
 def input_path(cfg: Config) -> Path:
-    if cfg.stats.input:
-        path = Path(cfg.stats.input)
-    else:
-        base = run_path(cfg)
-        found = [base / s / "data.jsonl" for s in ("dedup", "mix", "responses") if (base / s / "data.jsonl").exists()]
-        path = found[0] if found else base / "responses" / "data.jsonl"
+    from herd.run import stage_input
+
+    path = Path(cfg.stats.input) if cfg.stats.input else stage_input(cfg, STAGE)
     if not path.is_file():
         raise UserError(f"{path}: input not found (run `herd responses` or `herd dedup` first, or set stats.input)")
     return path

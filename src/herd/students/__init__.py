@@ -219,7 +219,6 @@ from herd.students.pipe import StudentPipeline, generate_answers  # noqa: E402
 from herd.students.saving import card_facts, chat_template_for, portable_tokenizer_config, save_student  # noqa: E402
 from herd.students.training import (  # noqa: E402
     attention_kernel,
-    collator_for,
     encode_pairs,
     ensure_pad_token,
     packing_is_exact,
@@ -231,7 +230,7 @@ from herd.students.training import (  # noqa: E402
 
 __all__ = [
     "DEFAULT_WRAPPER", "IGNORE", "META_FILE", "PAD_TOKEN", "PLACEHOLDER", "Family", "Student", "StudentPipeline",
-    "attention_kernel", "card_facts", "chat_template_for", "check_wrapper", "collator_for", "default_wrapper",
+    "attention_kernel", "card_facts", "chat_template_for", "check_wrapper", "default_wrapper",
     "encode_pairs", "ensure_pad_token", "family_of", "family_of_config", "fill", "forget_quantizer", "format_prompt",
     "generate_answers", "load_config_of", "load_student", "model_class", "packing_is_exact", "peft_task",
     "pick_device", "portable_tokenizer_config", "prompt_for", "read_meta", "save_student", "set_special_ids",

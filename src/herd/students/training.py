@@ -1,5 +1,6 @@
-"""Training data and machinery per family: pad tokens, labels (-100 on prompt and padding), collators, packing,
-Trainer classes, attention kernels. Reads tokenizers and models; writes nothing."""
+"""Training data and machinery per family: pad tokens, labels (-100 on prompt and padding), the packing check,
+Trainer classes, attention kernels (herd.train.collate builds the batches). Reads tokenizers and models; writes
+nothing."""
 
 from __future__ import annotations
 
@@ -97,17 +98,6 @@ def set_special_ids(config: Any, tokenizer: Any, family: Family) -> None:
     config.bos_token_id = tokenizer.bos_token_id
     if family == "seq2seq":
         config.decoder_start_token_id = tokenizer.pad_token_id
-
-
-def collator_for(family: Family, tokenizer: Any, packing: bool) -> Any:
-    """Dynamic padding to the batch's longest row (labels padded with -100), or packing for causal models."""
-    from transformers import DataCollatorForSeq2Seq, DataCollatorWithFlattening
-
-    if packing and supports_packing(family):
-        # one row per batch, position_ids restart per example, labels separated by -100: no attention across
-        # examples (masking_utils builds a block-diagonal mask from the position ids; varlen on flash-attention)
-        return DataCollatorWithFlattening(separator_id=IGNORE)
-    return DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=IGNORE, padding="longest")
 
 
 def packing_is_exact(model: Any, family: Family) -> bool:

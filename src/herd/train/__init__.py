@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ from herd.prompts import read_prompt
 from herd.rundir import run_path, versions, write_json
 from herd.students import META_FILE, Family, check_wrapper, family_of_config
 from herd.students.training import ensure_pad_token, packing_is_exact, supports_packing
-from herd.train import heldout
+from herd.train import device, heldout
 from herd.train.build import build_student, default_name, init_from_teacher_layers, student_config
 from herd.train.data import Pairs, load_pairs, tokenise
 from herd.train.finish import finish_student, model_kwargs, with_lora
@@ -68,6 +68,7 @@ def plan_students(tc: TrainConfig, world: int = 1) -> list[Plan]:
         where = "train.student" if tc.student and index == 0 else f"train.students[{index - bool(tc.student)}]"
         config = student_config(table, where)
         family = family_of_config(config, table.base)
+        device.check_precision(tc.precision, config, where, table.base)
         plans.append(Plan(table, where, default_name(table), config, family, resolve(tc, table, family, world)))
     names = [p.name for p in plans]
     for name in names:
@@ -80,10 +81,11 @@ def run(cfg: Config, callbacks: Sequence[Any] = ()) -> Path:
     """Train every student of `[train]`; returns the train folder. `callbacks`: extra TrainerCallbacks."""
     tc = cfg.train
     check(tc)
+    device.check_compile(tc.compile)
     quiet_transformers()
     wrapper = check_wrapper(read_prompt(tc.wrapper), "train.wrapper") if tc.wrapper else None
     plans = plan_students(tc, world_size())
-    pairs = load_pairs(tc.data, run_path(cfg), (tc.instruction_column, tc.response_column), tc.data_split)
+    pairs = load_pairs(tc.data, cfg, (tc.instruction_column, tc.response_column), tc.data_split)
     pairs = heldout.hold_out(pairs, tc.heldout_rows, cfg.run.seed)
     held = pairs.heldout
     usable = pairs.manifest["rows"] - (max(1, round(pairs.manifest["rows"] * tc.eval_fraction))
@@ -124,9 +126,10 @@ def say(line: str) -> None:
 
 def train_one(cfg: Config, plan: Plan, pairs: Pairs, wrapper: str | None, callbacks: Sequence[Any],
               out: Path) -> dict[str, Any]:
+    from accelerate import PartialState
+
     tc, recipe = cfg.train, plan.recipe
     work = out / f"{plan.name}.partial"
-    args = training_args(plan.family, work, recipe, tc, cfg.run.seed, has_eval=tc.eval_fraction > 0)
     student = build_student(plan.table, plan.config, model_kwargs(tc, plan.family), plan.where)
     ensure_pad_token(student.model, student.tokenizer)
     side, student.tokenizer.padding_side = student.tokenizer.padding_side, "right"
@@ -134,18 +137,27 @@ def train_one(cfg: Config, plan: Plan, pairs: Pairs, wrapper: str | None, callba
     held = pairs.heldout
     before = None if held is None else heldout.measure(student.model, student.tokenizer, plan.family, wrapper,
                                                        options, held)
-    with args.main_process_first(desc="tokenise"):
+    with PartialState().main_process_first():
         data = tokenise(pairs, plan.family, student.tokenizer, wrapper, options, tc.eval_fraction, cfg.run.seed)
     if recipe.batch_size > len(data.train):
         raise UserError(f"{plan.where}: effective batch {recipe.batch_size} is larger than the {len(data.train)} "
                         f"pairs that fit max_length {tc.max_length} (lower train.batch_size)")
     packing = decide_packing(tc.packing, student.model, plan)
+    batches = setup_batches(data, plan, tc, student, packing, cfg.run.seed)  # bad batch_tokens stops here
+    recipe = plan.recipe = replace(recipe, accumulation=batches.accumulation, micro_batch_size=batches.micro_examples)
+    checkpointing, why = device.checkpointing(tc.gradient_checkpointing, student.model, batches.tokens)
+    if tc.compile:
+        device.allow_recompiles(len(batches.shapes))
+    args = training_args(plan.family, work, recipe, tc, cfg.run.seed, {
+        "has_eval": tc.eval_fraction > 0, "checkpointing": checkpointing, "accumulation": batches.accumulation,
+        "micro_examples": batches.micro_examples})
     student.model.config.use_cache = False  # a cache during training also disables packed-sequence masks
     model = with_lora(student.model, tc, plan.family) if tc.lora else student.model
     plan_record = {"base": plan.table.base, "init": plan.table.init, "tokenizer": plan.table.tokenizer,
                    "config_overrides": plan.table.config_overrides, "recipe": recipe.as_dict(), "packing": packing,
                    "data": {k: pairs.manifest.get(k) for k in ("source", "sha256", "rows")}, "wrapper": wrapper,
-                   "response_prefix": tc.response_prefix, "lora": [tc.lora, tc.qlora, tc.lora_r, tc.lora_alpha]}
+                   "response_prefix": tc.response_prefix, "lora": [tc.lora, tc.qlora, tc.lora_r, tc.lora_alpha],
+                   "batching": batches.layout.describe() | {"accumulation": batches.accumulation}}
     if tc.overwrite and is_main() and (work / "herd-train.json").is_file():
         _clear_if_changed(work, plan_record)
     resume = resume_point(work, plan_record, is_main())
@@ -153,23 +165,70 @@ def train_one(cfg: Config, plan: Plan, pairs: Pairs, wrapper: str | None, callba
         say(f"train: {plan.name} resumes from {resume.name}")
     label = f"train {plan.name}"
     trainer = make_trainer(plan.family, model, args, student.tokenizer, data, {
-        "packing": packing, "group": tc.group_by_length,
+        "sampler": batches.sampler, "collator": batches.collator,
         "callbacks": [progress_callback(label, cfg.run.quiet), *callbacks]})
     result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     after = None if held is None else heldout.measure(trainer.model, student.tokenizer, plan.family, wrapper,
                                                       options, held)
     student.tokenizer.padding_side = side
     context = {"plan": plan, "pairs": pairs, "data": data, "packing": packing, "wrapper": wrapper,
-               "result": result, "work": work, "out": out, "main": is_main()}
+               "result": result, "work": work, "out": out, "main": is_main(),
+               "batching": batches.info() | {"gradient_checkpointing_reason": why}}
     return {**finish_student(trainer, student, tc, context), **heldout.entry(before, after)}
 
 
-def decide_packing(mode: str, model: Any, plan: Plan) -> bool:
-    """Pack decoder-only batches when the model provably keeps packed examples apart (see packing_is_exact).
+@dataclass
+class Batches:
+    """One student's batch plan: sampler, collator, layout, accumulation and the shapes of an epoch."""
 
-    auto packs only under flash-attention, whose varlen kernel gives each example its own attention; with sdpa or
-    eager a packed row needs a block-diagonal mask over the whole row, and length-grouped batches (a few % padding)
-    run faster (benchmarks/train_throughput.py measures both)."""
+    sampler: Any
+    collator: Any
+    layout: Any
+    accumulation: int
+    micro_examples: int
+    shapes: dict[tuple[int, ...], int]
+    examples: int
+
+    @property
+    def tokens(self) -> int:
+        return int(self.layout.batch_tokens)
+
+    def info(self) -> dict[str, Any]:
+        steps = max(1, -(-len(self.sampler) // (self.accumulation * world_size())))
+        return {**self.layout.describe(), "accumulation": self.accumulation,
+                "micro_batches_per_epoch": len(self.sampler), "examples_per_step": round(self.examples / steps, 1),
+                "distinct_shapes": len(self.shapes), "shapes": {"x".join(map(str, k)): v for k, v in
+                                                                 sorted(self.shapes.items())}}
+
+
+def setup_batches(data: Any, plan: Plan, tc: TrainConfig, student: Any, packing: bool, seed: int) -> Batches:
+    """Token-budget micro-batches for one student (UserError if batch_tokens cannot hold its longest example)."""
+    from herd.train.batching import TokenBudgetBatches, accumulation_for, make_layout, smallest_budget
+    from herd.train.collate import BucketCollator, PackedCollator
+
+    world = world_size()
+    cap = max(1, -(-plan.recipe.batch_size // world))  # a micro-batch never holds more than a device's step share
+    flat = packing and str(getattr(student.model.config, "_attn_implementation", "")).startswith("flash")
+    budget = tc.batch_tokens or max(device.batch_tokens(0), smallest_budget(data.sizes, plan.family, packing))
+    layout = make_layout(data.sizes, plan.family, packing, budget, cap, data.where, flat)
+    tok = student.tokenizer
+    if layout.kind == "packed":
+        collator: Any = PackedCollator(tok.pad_token_id, layout.row_length, layout.rows, flat)
+    else:
+        data.train = data.train.add_column("bucket", layout.assignment)
+        start = getattr(student.model.config, "decoder_start_token_id", None)
+        collator = BucketCollator(plan.family, tok.pad_token_id, start, layout.buckets)
+    sampler = TokenBudgetBatches(data.sizes, layout, seed)
+    accumulation = accumulation_for(plan.recipe.batch_size, len(data.sizes), len(sampler), world)
+    micro = max(1, round(len(data.sizes) / len(sampler)))
+    return Batches(sampler, collator, layout, accumulation, micro, dict(sampler.shapes()), len(data.sizes))
+
+
+def decide_packing(mode: str, model: Any, plan: Plan) -> bool:
+    """Pack decoder-only examples into fixed-length rows when the model provably keeps packed examples apart (see
+    packing_is_exact). auto packs under flash-attention, whose varlen kernel attends within each example only;
+    with SDPA/eager a packed row needs a block-diagonal mask over the whole row, and length buckets measured faster
+    (benchmarks/train_throughput.py); on packs with whichever kernel is loaded, and stops if the check fails."""
     kernel = str(getattr(model.config, "_attn_implementation", "") or "")
     if mode == "off" or not supports_packing(plan.family) or (mode == "auto" and not kernel.startswith("flash")):
         return False

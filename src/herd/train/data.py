@@ -1,9 +1,9 @@
 """Training pairs for `herd train`: find them, check them, describe them, and tokenise them for one student.
 
-Reads a herd stage output (default: this run's `dedup/data.jsonl`, else `responses/data.jsonl`), any JSONL / CSV /
-Parquet file, a folder saved with `datasets.save_to_disk`, or a Hub dataset id; keeps the instruction and response
-columns (and `instruction_source` for the composition table). Writes nothing into the run: tokenised datasets go to
-the `datasets` cache, so a restarted run does not tokenise again.
+Reads a herd stage output (default: what feeds train in the run's chain: dedup, else mix, else responses), any
+JSONL / CSV / Parquet file, a folder saved with `datasets.save_to_disk`, or a Hub dataset id; keeps the instruction
+and response columns, each row's `id` and its `instruction_source` (for the composition table). Writes nothing into
+the run: tokenised datasets go to the `datasets` cache, so a restarted run does not tokenise again.
 """
 
 from __future__ import annotations
@@ -15,14 +15,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from herd.config import Config
 from herd.errors import UserError
 from herd.records import iter_rows, numbered_rows
 from herd.students import Family
 from herd.students.training import encode_pairs
+from herd.train.collate import label_tokens
 
 # LaMini's evaluation sets (../shared/data): herd refuses to train on them
 EVAL_SETS = ("self_instruct_user_oriented_instructions", "lamini_paper_hallucination_questions")
 SOURCE_COLUMN = "instruction_source"
+ROW_COLUMN = "source_row"  # the pair's line in its file (1-based), or its index + 1 in a dataset
 FILE_SUFFIXES = (".jsonl", ".json", ".csv", ".tsv", ".parquet")
 
 
@@ -43,19 +46,24 @@ class Tokenised:
     lengths: list[int]
     composition: dict[str, dict[str, float]]
     dropped: int
+    sizes: list[tuple[int, int]] = field(default_factory=list)  # (input tokens, label tokens) per training example
+    where: list[str] = field(default_factory=list)  # "file:line" (or "dataset row N") per training example
 
 
-def default_source(run_dir: Path) -> Path:
-    for stage in ("dedup", "responses"):
-        candidate = run_dir / stage / "data.jsonl"
-        if candidate.is_file():
-            return candidate
-    raise UserError(f"{run_dir}: no dedup/data.jsonl or responses/data.jsonl yet (run herd dedup, or set train.data)")
+def default_source(cfg: Config) -> Path:
+    """The file that feeds train in this config's chain (`herd.run.feeders`: dedup, else mix, else responses)."""
+    from herd.run import stage_input
+
+    path = stage_input(cfg, "train")
+    if not path.is_file():
+        raise UserError(f"{path}: not written yet (run `herd run` up to {path.parent.name}, or set train.data)")
+    return path
 
 
-def load_pairs(data: str, run_dir: Path, columns: tuple[str, str], split: str = "train") -> Pairs:
-    """Read and check the training pairs; UserError (one line) for a missing column or an empty dataset."""
-    source = data or str(default_source(run_dir))
+def load_pairs(data: str, cfg: Config, columns: tuple[str, str], split: str = "train") -> Pairs:
+    """Read and check the training pairs ('' = `default_source`); UserError (one line) for a missing column or an
+    empty dataset."""
+    source = data or str(default_source(cfg))
     if any(name in Path(source).name for name in EVAL_SETS):
         raise UserError(f"{source}: an evaluation set; herd never trains on evaluation data")
     path = Path(source)
@@ -80,8 +88,8 @@ def _rows(path: str, columns: tuple[str, str], stamp: str) -> Any:
         for name in columns:
             if not isinstance(row[name], str):
                 raise UserError(f"{path}:{number}: field {name!r} must be a string")
-        yield {"instruction": row[instruction], "response": row[response],
-               SOURCE_COLUMN: str(row.get(SOURCE_COLUMN) or "unknown")}
+        yield {"id": str(row.get("id") or f"line-{number}"), "instruction": row[instruction],
+               "response": row[response], SOURCE_COLUMN: str(row.get(SOURCE_COLUMN) or "unknown"), ROW_COLUMN: number}
 
 
 def _from_file(path: Path, columns: tuple[str, str]) -> Any:
@@ -124,10 +132,12 @@ def _from_datasets(source: str, columns: tuple[str, str], split: str) -> Any:
     missing = [c for c in columns if c not in found.column_names]
     if missing:
         raise UserError(f"{source}: no column {missing[0]!r} (columns: {', '.join(found.column_names)})")
-    keep = found.select_columns([*columns, *([SOURCE_COLUMN] if SOURCE_COLUMN in found.column_names else [])])
+    extra = [c for c in ("id", SOURCE_COLUMN) if c in found.column_names and c not in columns]
+    keep = found.select_columns([*columns, *extra])
     keep = keep.rename_columns({columns[0]: "instruction", columns[1]: "response"})
     if SOURCE_COLUMN not in keep.column_names:
         keep = keep.add_column(SOURCE_COLUMN, ["unknown"] * len(keep))
+    keep = keep.add_column(ROW_COLUMN, list(range(1, len(keep) + 1)))
     return keep.filter(lambda i, r: bool(i) and bool(r), input_columns=["instruction", "response"])
 
 
@@ -162,17 +172,28 @@ def tokenise(
         raise UserError(f"{pairs.source}: no pair fits train.max_length = {options['max_length']} tokens")
     composition = _composition(train)
     lengths = list(train["length"])
-    keep = ["input_ids", "labels"]
+    counts = train.select_columns(["prompt_tokens", "response_tokens", ROW_COLUMN]).to_dict()
+    if family == "seq2seq":  # encoder input, labels
+        sizes = list(zip(counts["prompt_tokens"], counts["response_tokens"], strict=True))
+    else:
+        sizes = [(n, n) for n in lengths]
+    label = "line" if Path(pairs.source).is_file() else "row"
+    where = [f"{pairs.source} {label} {n}" if label == "row" else f"{pairs.source}:{n}" for n in counts[ROW_COLUMN]]
+    keep = ["input_ids", "labels", "loss_tokens", *(["id"] if "id" in train.column_names else [])]
     train = train.select_columns(keep)
     if evaluation is not None:
         evaluation = _encode(evaluation, family, tokenizer, wrapper, options)[0].select_columns(keep)
-    return Tokenised(train, evaluation, lengths, composition, dropped)
+    return Tokenised(train, evaluation, lengths, composition, dropped, sizes, where)
 
 
 def _encode(raw: Any, family: Family, tokenizer: Any, wrapper: str | None, options: dict[str, Any]) -> tuple[Any, int]:
     def encode(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
         out = encode_pairs(family, tokenizer, wrapper, (batch["instruction"], batch["response"]), **options)
         out[SOURCE_COLUMN] = batch[SOURCE_COLUMN]
+        if "id" in batch:
+            out["id"] = batch["id"]  # each training row names the dataset row it came from
+        out[ROW_COLUMN] = batch[ROW_COLUMN]
+        out["loss_tokens"] = [label_tokens(labels, family != "seq2seq") for labels in out["labels"]]
         return out
 
     procs = min(8, max(1, len(raw) // 50_000))  # a process per 50K rows: tokenising LaMini's 2.6M takes minutes

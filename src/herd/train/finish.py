@@ -101,7 +101,8 @@ def finish_student(trainer: Any, student: Student, tc: TrainConfig, ctx: dict[st
         model = None if sharded and not tc.lora else final_model(trainer, student, tc, work)
         meta = {**meta, "precision": "bf16" if trainer.args.bf16 else "fp16" if trainer.args.fp16 else "fp32",
                 "gradient_checkpointing": bool(getattr(trainer.args, "activation_checkpointing", None)
-                                               or getattr(trainer.args, "gradient_checkpointing", False))}
+                                               or getattr(trainer.args, "gradient_checkpointing", False)),
+                "batching": ctx.get("batching", {})}
         save_student(model, student.tokenizer, plan.family, final, meta)
         info = {**meta, "name": plan.name, "family": plan.family, "composition": ctx["data"].composition,
                 "train_rows": len(ctx["data"].train), "dropped": ctx["data"].dropped,

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 import random
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,7 @@ def hold_out(pairs: Pairs, rows: int, seed: int) -> Pairs:
     held = set(chosen)
     train = pairs.dataset.select([i for i in range(total) if i not in held])
     manifest = {**pairs.manifest, "rows": total - rows, "heldout": {"rows": rows, "seed": seed, "of": total}}
-    return Pairs(train, pairs.source, manifest, heldout=pairs.dataset.select(chosen))
+    return replace(pairs, dataset=train, manifest=manifest, heldout=pairs.dataset.select(chosen))
 
 
 def write_heldout(held: Any, path: Path) -> None:

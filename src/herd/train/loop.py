@@ -1,5 +1,5 @@
-"""One student's training loop: transformers' Trainer (Seq2SeqTrainer for encoder-decoders) with herd's batch order,
-progress line, checkpoints and resume.
+"""One student's training loop: transformers' Trainer (Seq2SeqTrainer for encoder-decoders) with herd's token-budget
+batches (herd.train.batching), loss (herd.train.loss), progress line, checkpoints and resume.
 
 Reads the tokenised pairs; writes `checkpoint-N/` folders and TensorBoard logs into the student's work folder
 (`<output>/<name>.partial/`), the resume point after a kill. The batch order depends only on (seed, epoch), so a
@@ -13,87 +13,90 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from herd.errors import UserError
 from herd.rundir import write_json
 from herd.students import Family
-from herd.students.training import collator_for, trainer_classes
+from herd.students.training import trainer_classes
 from herd.train.data import Tokenised
+from herd.train.device import cuda_flags
 from herd.train.recipe import Recipe
 
 PLAN_FILE = "herd-train.json"
 
 
-class SeededOrder:
-    """Sampler: a shuffle that depends only on (seed, epoch); with `group`, examples of similar length are batched
-    together (mega-batches of 64 micro-batches sorted by length, micro-batches then shuffled), so dynamic padding
-    pads little. transformers' own length-grouped sampler draws from the global RNG, which a resume cannot replay."""
-
-    def __init__(self, lengths: Sequence[int], micro_batch: int, seed: int, group: bool) -> None:
-        self.lengths = list(lengths)
-        self.micro_batch = micro_batch
-        self.seed = seed
-        self.group = group
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return len(self.lengths)
-
-    def __iter__(self) -> Iterator[int]:
-        import torch
-
-        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        order = torch.randperm(len(self.lengths), generator=generator).tolist()
-        if not self.group:
-            return iter(order)
-        mega = self.micro_batch * 64
-        full: list[list[int]] = []
-        tail: list[int] = []
-        for start in range(0, len(order), mega):
-            chunk = sorted(order[start:start + mega], key=lambda i: -self.lengths[i])
-            for j in range(0, len(chunk), self.micro_batch):
-                batch = chunk[j:j + self.micro_batch]
-                if len(batch) == self.micro_batch:
-                    full.append(batch)
-                else:
-                    tail.extend(batch)
-        shuffled = [full[i] for i in torch.randperm(len(full), generator=generator).tolist()]
-        return iter([i for batch in shuffled for i in batch] + tail)  # a short batch last keeps the rest aligned
-
-
 def make_trainer(family: Family, model: Any, args: Any, tokenizer: Any, data: Tokenised, options: dict[str, Any]
                  ) -> Any:
-    """The family's Trainer with herd's data order. `options`: packing, group, callbacks."""
+    """The family's Trainer with herd's batches. `options`: sampler (TokenBudgetBatches), collator, callbacks.
+
+    Only the batch sampler is replaced (the DataLoader keeps the Trainer's workers, pinned memory and prefetching);
+    the loss is herd.train.loss.student_loss over the step's label tokens, counted on the host."""
     from torch.utils.data import DataLoader
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
+    from transformers.trainer_utils import seed_worker
+
+    from herd.train.loss import student_loss
 
     base = trainer_classes(family)[0]
+    sampler = options["sampler"]
 
     class HerdTrainer(base):  # type: ignore[misc,valid-type]  # get_train_dataloader is Trainer's documented hook
         def get_train_dataloader(self) -> Any:
-            sampler = SeededOrder(data.lengths, self.args.per_device_train_batch_size, self.args.seed,
-                                  options["group"] and not options["packing"])
-            loader = DataLoader(self.train_dataset, batch_size=self.args.train_batch_size, sampler=sampler,
-                                collate_fn=self.data_collator, num_workers=self.args.dataloader_num_workers,
-                                pin_memory=self.args.dataloader_pin_memory, drop_last=self.args.dataloader_drop_last)
+            a = self.args
+            workers = a.dataloader_num_workers
+            extra = {"prefetch_factor": a.dataloader_prefetch_factor,
+                     "persistent_workers": a.dataloader_persistent_workers} if workers else {}
+            loader = DataLoader(self.train_dataset, batch_sampler=sampler, collate_fn=self.data_collator,
+                                num_workers=workers, pin_memory=a.dataloader_pin_memory,
+                                worker_init_fn=partial(seed_worker, num_workers=workers, rank=a.process_index),
+                                **extra)
             return self.accelerator.prepare(loader)
 
+        def get_batch_samples(self, epoch_iterator: Any, num_batches: int, device: Any) -> tuple[list[Any], Any]:
+            """The step's micro-batches and its label-token count, from the host-side counts (no device sync; with
+            several processes one all-reduce per optimizer step, as the stock Trainer does)."""
+            batches = []
+            for _ in range(num_batches):
+                try:
+                    batches.append(next(epoch_iterator))
+                except StopIteration:
+                    break
+            counts = [sum(int(b[key]) for b in batches) for key in ("herd_label_tokens", "herd_tokens")]
+            if self.args.world_size > 1:
+                import torch
+
+                total = self.accelerator.reduce(torch.tensor(counts, device=device), reduction="sum")
+                counts = [int(v) for v in total.tolist()]
+            self.state.num_input_tokens_seen += counts[1]
+            return batches, max(1, counts[0])
+
+        def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
+                         num_items_in_batch: Any = None) -> Any:
+            scale = self.args.world_size if num_items_in_batch is not None else 1
+            loss, outputs = student_loss(model, inputs, family, num_items_in_batch, scale)
+            return (loss, outputs) if return_outputs else loss
+
+        def floating_point_ops(self, inputs: dict[str, Any]) -> int:
+            return 6 * self._herd_params * int(inputs.get("herd_tokens", 0))  # host count, parameters counted once
+
     trainer = HerdTrainer(model=model, args=args, train_dataset=data.train, eval_dataset=data.eval,
-                          data_collator=collator_for(family, tokenizer, options["packing"]),
-                          processing_class=tokenizer, callbacks=list(options.get("callbacks", ())))
+                          data_collator=options["collator"], processing_class=tokenizer,
+                          callbacks=list(options.get("callbacks", ())))
+    trainer._herd_params = sum(p.numel() for p in model.parameters())
+    # the loss is already normalised over the accumulated step: the Trainer must not divide it again
+    trainer.model_accepts_loss_kwargs = True
+    trainer.loss_is_scaled_for_ga = True
     for noisy in (PrinterCallback, ProgressCallback):  # herd prints its own progress line
         trainer.remove_callback(noisy)
     return trainer
 
 
-def training_args(family: Family, work: Path, recipe: Recipe, tc: Any, seed: int, has_eval: bool) -> Any:
-    """TrainingArguments from the recipe; bf16 and gradient checkpointing by default only where a GPU is."""
+def training_args(family: Family, work: Path, recipe: Recipe, tc: Any, seed: int, options: dict[str, Any]) -> Any:
+    """TrainingArguments from the recipe and the batch plan. `options`: has_eval, checkpointing, accumulation,
+    micro_examples. bf16 by default only where a GPU is; no per-micro-step device syncs for bookkeeping."""
     import torch
 
     gpu = torch.cuda.is_available()
@@ -101,12 +104,12 @@ def training_args(family: Family, work: Path, recipe: Recipe, tc: Any, seed: int
     precision = tc.precision
     if precision == "auto":
         precision = "bf16" if gpu and torch.cuda.is_bf16_supported() else "fp32"
-    checkpointing = tc.gradient_checkpointing == "on" or (tc.gradient_checkpointing == "auto" and gpu)
+    has_eval = options["has_eval"]
     args_class = trainer_classes(family)[1]
     return args_class(
-        **version_kwargs(args_class, checkpointing, recipe.warmup_ratio),
-        output_dir=str(work), per_device_train_batch_size=recipe.micro_batch_size,
-        per_device_eval_batch_size=recipe.micro_batch_size, gradient_accumulation_steps=recipe.accumulation,
+        **version_kwargs(args_class, options["checkpointing"], recipe.warmup_ratio), **cuda_flags(),
+        output_dir=str(work), per_device_train_batch_size=options["micro_examples"],
+        per_device_eval_batch_size=tc.micro_batch_size, gradient_accumulation_steps=options["accumulation"],
         num_train_epochs=recipe.epochs, max_steps=recipe.max_steps or -1, learning_rate=recipe.lr,
         lr_scheduler_type=recipe.scheduler, weight_decay=recipe.weight_decay,
         max_grad_norm=recipe.max_grad_norm, bf16=precision == "bf16", fp16=precision == "fp16",
@@ -114,9 +117,9 @@ def training_args(family: Family, work: Path, recipe: Recipe, tc: Any, seed: int
         logging_steps=tc.logging_steps, save_strategy="steps", save_steps=tc.save_steps,
         save_total_limit=tc.save_total_limit, eval_strategy="steps" if has_eval else "no",
         eval_steps=tc.eval_steps or tc.save_steps, report_to=list(tc.report_to) or "none", seed=seed, data_seed=seed,
-        disable_tqdm=True, include_num_input_tokens_seen="non_padding", remove_unused_columns=False,
-        dataloader_num_workers=tc.num_workers, log_level="error", log_level_replica="error",
-        ddp_find_unused_parameters=False,
+        disable_tqdm=True, include_num_input_tokens_seen="no", logging_nan_inf_filter=False,
+        remove_unused_columns=False, dataloader_num_workers=tc.num_workers, log_level="error",
+        log_level_replica="error", ddp_find_unused_parameters=False,
     )
 
 

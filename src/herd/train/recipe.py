@@ -41,8 +41,8 @@ class Recipe:
 
     epochs: float
     batch_size: int  # effective, as trained: micro * accumulation * world
-    micro_batch_size: int
-    accumulation: int
+    micro_batch_size: int  # before batching: the config's; after: mean examples per token-budget micro-batch
+    accumulation: int  # after batching: micro-batches per device per optimizer step
     world_size: int
     lr: float
     scheduler: str
@@ -103,7 +103,9 @@ def provenance(tc: TrainConfig, recipe: Recipe, family: Family) -> list[tuple[st
         kept = "paper" if source == PAPER else "open (herd default)"
         label = kept if same else f"changed (LaMini: {paper_value!r})"
         rows.append((key, value, label))
-    rows += [("micro_batch_size", recipe.micro_batch_size, "efficiency"),
-             ("gradient_accumulation", recipe.accumulation, "batch_size / (micro_batch_size * devices)"),
+    rows += [("batch_tokens", tc.batch_tokens or "device default", "efficiency: token positions per micro-batch"),
+             ("micro_batch_size", recipe.micro_batch_size, "efficiency: mean examples per micro-batch"),
+             ("gradient_accumulation", recipe.accumulation, "micro-batches per device per step, for batch_size "
+                                                            "examples a step on average"),
              ("devices", recipe.world_size, "run")]
     return rows
