@@ -112,11 +112,12 @@ def padded_reference(model, tokenizer, features, family):  # noqa: ANN001, ANN20
     return loss.item(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 
 
+@pytest.mark.parametrize("scored_only", [False, True], ids=["whole-logits", "scored-positions-only"])
 @pytest.mark.parametrize("family", ["causal", "seq2seq"])
-def test_accumulated_step_loss_equals_one_padded_batch(tiny_models, family):
+def test_accumulated_step_loss_equals_one_padded_batch(tiny_models, family, scored_only):
     """12 examples cut into several token-budget micro-batches (packed rows for the decoder, buckets for T5): the
     summed micro-batch losses, each over the step's label tokens, equal the mean loss of one padded batch, and so
-    do the gradients."""
+    do the gradients; also when the output layer runs only at the scored positions (what training does)."""
     import torch
 
     from herd.train.batching import TokenBudgetBatches, make_layout
@@ -140,9 +141,12 @@ def test_accumulated_step_loss_equals_one_padded_batch(tiny_models, family):
     model.zero_grad()
     total = 0.0
     for batch in collated:
-        loss, _ = student_loss(model, batch, family, items)
+        loss, outputs = student_loss(model, batch, family, items, scored_only=scored_only)
         loss.backward()
         total += loss.item()
+        assert outputs.logits.dim() == (2 if scored_only else 3)
+        if scored_only:  # one row of logits per scored label, nothing for prompt or padding positions
+            assert outputs.logits.shape[0] == batch["herd_label_tokens"]
     assert total == pytest.approx(reference, rel=1e-5, abs=1e-6)
     for name, p in model.named_parameters():
         if name in grads:

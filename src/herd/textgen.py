@@ -39,6 +39,8 @@ class GenOutput:
     prompt_tokens: int
     completion_tokens: int  # summed over all sequences
     texts: list[str] = field(default_factory=list)
+    # per sequence, when asked for (herd serve's continuous batcher): (token id, log-prob, [(id, log-prob)] top-k)
+    logprobs: list[list[tuple[int, float, list[tuple[int, float]]]]] = field(default_factory=list)
 
 
 OnOutput = Callable[[int, GenOutput], None]
@@ -51,11 +53,24 @@ def generate_texts(
     """Answer every prompt; `on_output(index, output)` sees each row as soon as its batch finishes."""
     if not prompts:
         return []
-    pad_id = ensure_pad(tokenizer)
+    ensure_pad(tokenizer)
     encoded = [encode_prompt(tokenizer, p, model) for p in prompts]
+    return generate_encoded(model, tokenizer, encoded, params, batch_tokens=batch_tokens, max_batch=max_batch,
+                            on_output=on_output)
+
+
+def generate_encoded(
+    model: Any, tokenizer: Any, encoded: Sequence[list[int]], params: GenParams, *, batch_tokens: int = 8192,
+    max_batch: int = 32, on_output: OnOutput | None = None,
+) -> list[GenOutput]:
+    """`generate_texts` for prompts that are already token ids (as `encode_prompt` makes them, or as a client sent)."""
+    if not encoded:
+        return []
+    pad_id = ensure_pad(tokenizer)
+    encoded = [list(e) for e in encoded]
     # Longest first; ties keep input order so batching is deterministic.
-    order = sorted(range(len(prompts)), key=lambda i: (-len(encoded[i]), i))
-    results: list[GenOutput | None] = [None] * len(prompts)
+    order = sorted(range(len(encoded)), key=lambda i: (-len(encoded[i]), i))
+    results: list[GenOutput | None] = [None] * len(encoded)
     if params.seed is not None:
         import torch
 
@@ -272,12 +287,21 @@ def stream_text(model: Any, tokenizer: Any, prompt: str, params: GenParams) -> I
     Stop strings are honoured across piece boundaries: text that could be the start of a stop string is held back
     until it is clear. Closing the iterator early stops the generation thread.
     """
+    ensure_pad(tokenizer)
+    return stream_encoded(model, tokenizer, encode_prompt(tokenizer, prompt, model), params)
+
+
+def stream_encoded(model: Any, tokenizer: Any, row: list[int], params: GenParams) -> Iterator[str]:
+    """`stream_text` for a prompt that is already token ids. One sequence (num_return_sequences is ignored: a
+    streamer follows one row)."""
+    import dataclasses
+
     import torch
     from transformers import StoppingCriteriaList, TextIteratorStreamer
 
     pad_id = ensure_pad(tokenizer)
-    row = encode_prompt(tokenizer, prompt, model)
-    ids, mask = _pad([row], pad_id, left=True)
+    params = dataclasses.replace(params, num_return_sequences=1)
+    ids, mask = _pad([list(row)], pad_id, left=True)
     # generate() puts the prompt (decoder-only) or the decoder start token (seq2seq) first; both are skipped.
     streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
     cancel = threading.Event()

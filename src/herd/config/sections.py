@@ -239,6 +239,10 @@ class ServeConfig:
     max_tokens_limit: int = opt(4096, "Largest max_tokens a request may ask for.")
     default_max_tokens: int = opt(256, "max_tokens when a request gives none (capped by what the context leaves).")
     max_prompt_tokens: int = opt(0, "Longest prompt in tokens (0 = the model's context length).")
+    default_context: int = opt(
+        2048, "Prompt-token bound (decoders: prompt + answer) for a model whose config and tokenizer declare no length."
+    )
+    continuous: bool = opt(True, "Continuous batching for decoder-only models (false = request-level batches).")
     device: str = opt("auto", "torch device: auto, cpu, cuda, cuda:1, mps.")
     dtype: str = opt("auto", "torch dtype: auto (bf16 on GPU, fp32 on CPU), float32, bfloat16, float16.")
 

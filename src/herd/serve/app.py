@@ -25,10 +25,12 @@ from herd.serve.protocol import (
     ApiError,
     ChatRequest,
     CompletionRequest,
+    Entry,
     chat_body,
     chat_chunk,
     completion_body,
     completion_chunk,
+    logprobs_block,
     new_id,
     parse,
     usage_chunk,
@@ -90,10 +92,11 @@ def build_app(models: dict[str, ServedModel], cfg: ServeConfig, api_key: str | N
             prompt = conversation_prompt(served.student, messages, served.multi_turn)
         except ValueError as exc:
             raise ApiError(400, f"messages: {exc}", param="messages") from None
-        params = sampling(served, req, [prompt], cfg, req.max_completion_tokens or req.max_tokens)
+        ids = served.encode(prompt)
+        params = sampling(served, req, [ids], cfg, req.max_completion_tokens or req.max_tokens)
         if req.stream:
-            return _sse(stream_chat(served, prompt, params, _wants_usage(req)))
-        outputs = await _generate(served, [prompt], params)
+            return _sse(stream_chat(served, ids, params, _wants_usage(req)))
+        outputs = await _generate(served, [ids], params)
         return chat_body(served.name, outputs[0], req.n)
 
     @app.post("/v1/completions")
@@ -101,16 +104,20 @@ def build_app(models: dict[str, ServedModel], cfg: ServeConfig, api_key: str | N
         check_key(request)
         req: CompletionRequest = parse(CompletionRequest, await read_json(request, cfg.max_body_bytes))
         served = find(req.model)
-        prompts = [req.prompt] if isinstance(req.prompt, str) else list(req.prompt)
-        if not prompts:
-            raise ApiError(400, "prompt: give at least one prompt", param="prompt")
-        params = sampling(served, req, prompts, cfg, req.max_tokens)
+        texts, encoded = prompt_ids(served, req.prompt)
+        check_logprobs(served, req)
+        params = sampling(served, req, encoded, cfg, req.max_tokens)
         if req.stream:
-            if len(prompts) > 1:
+            if len(encoded) > 1:
                 raise ApiError(400, "prompt: streaming takes one prompt", param="prompt")
-            return _sse(stream_completion(served, prompts[0], params, _wants_usage(req)))
-        outputs = await _generate(served, prompts, params)
-        return completion_body(served.name, outputs, req.n)
+            return _sse(stream_completion(served, encoded[0], params, _wants_usage(req)))
+        k = req.logprobs
+        if params.max_new_tokens > 0:
+            outputs = await _generate(served, encoded, params, k)
+        else:
+            outputs = [GenOutput("", "length", len(ids), 0, texts=[""] * req.n) for ids in encoded]
+        scored = await served.batcher.score(encoded, k or 0) if req.echo and k is not None else None
+        return completion_body(served.name, outputs, req.n, _extras(served, req, texts, encoded, outputs, scored))
 
     return app
 
@@ -129,11 +136,63 @@ async def read_json(request: Request, limit: int) -> Any:
         return json.loads(bytes(body))
     except (ValueError, UnicodeDecodeError) as exc:
         raise ApiError(400, f"request body is not valid JSON: {exc}") from None
+    except RecursionError:  # e.g. 100,000 nested brackets: valid JSON, but nothing this server takes
+        raise ApiError(400, "request body is nested too deeply to be a request") from None
 
 
-async def _generate(served: ServedModel, prompts: list[str], params: GenParams) -> list[GenOutput]:
+def prompt_ids(served: ServedModel, prompt: Any) -> tuple[list[str], list[list[int]]]:
+    """(texts, token ids) of a completions prompt: a string, strings, token ids, or lists of token ids."""
+    if isinstance(prompt, str):
+        prompt = [prompt]
+    if not prompt:
+        raise ApiError(400, "prompt: give at least one prompt", param="prompt")
+    if isinstance(prompt[0], str):
+        return list(prompt), [served.encode(p) for p in prompt]
+    rows = [prompt] if isinstance(prompt[0], int) else list(prompt)
+    for i, row in enumerate(rows):
+        if not row:
+            raise ApiError(400, f"prompt: token list {i} is empty", param="prompt")
+        bad = next((t for t in row if not 0 <= t < served.vocab), None)
+        if bad is not None:
+            raise ApiError(400, f"prompt: token id {bad} is outside the vocabulary of {served.name} "
+                                f"(0 to {served.vocab - 1})", param="prompt", code="invalid_token_id")
+    return [served.decode(r) for r in rows], [list(r) for r in rows]
+
+
+def check_logprobs(served: ServedModel, req: CompletionRequest) -> None:
+    if req.logprobs is None:
+        return
+    if served.seq2seq:
+        raise ApiError(400, f"logprobs: {served.name} is an encoder-decoder; log-probs are served for decoder-only "
+                            "models", param="logprobs")
+    if not served.batcher.continuous and req.max_tokens != 0:
+        raise ApiError(400, f"logprobs: {served.name} runs without continuous batching, which log-probs of "
+                            "generated tokens need; max_tokens 0 with echo works", param="logprobs")
+
+
+def _extras(served: ServedModel, req: CompletionRequest, texts: list[str], encoded: list[list[int]],
+            outputs: list[GenOutput], scored: Any) -> Any:
+    """Echo and log-probs per choice, for `completion_body`."""
+    piece = served.piece
+
+    def extra(p: int, j: int, text: str) -> tuple[str, dict[str, Any] | None]:
+        head = texts[p] if req.echo else ""
+        if req.logprobs is None:
+            return head + text, None
+        entries: list[Entry] = []
+        if scored is not None:
+            entries = [(tid, lp, top) for tid, (lp, top) in zip(encoded[p], scored[p], strict=True)]
+        generated = outputs[p].logprobs[j] if outputs[p].logprobs else []
+        entries += [(tid, lp, top) for tid, lp, top in generated]
+        return head + text, logprobs_block(entries, piece)
+
+    return extra
+
+
+async def _generate(served: ServedModel, prompts: list[list[int]], params: GenParams,
+                    logprobs: int | None = None) -> list[GenOutput]:
     try:
-        outputs = await served.batcher.generate(prompts, params)
+        outputs = await served.batcher.generate(prompts, params, logprobs)
     except Overloaded as exc:
         raise _busy(exc) from None
     if params.temperature == 0 and params.num_return_sequences > 1:
@@ -161,7 +220,8 @@ def _sse(events: AsyncIterator[dict[str, Any]]) -> StreamingResponse:
     return StreamingResponse(body(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
 
-def stream_chat(served: ServedModel, prompt: str, params: GenParams, with_usage: bool) -> AsyncIterator[dict[str, Any]]:
+def stream_chat(served: ServedModel, prompt: list[int], params: GenParams,
+                with_usage: bool) -> AsyncIterator[dict[str, Any]]:
     cid = new_id("chatcmpl")
 
     def piece(index: int, text: str) -> dict[str, Any]:
@@ -177,7 +237,7 @@ def stream_chat(served: ServedModel, prompt: str, params: GenParams, with_usage:
 
 
 def stream_completion(
-    served: ServedModel, prompt: str, params: GenParams, with_usage: bool
+    served: ServedModel, prompt: list[int], params: GenParams, with_usage: bool
 ) -> AsyncIterator[dict[str, Any]]:
     cid = new_id("cmpl")
 
@@ -190,7 +250,7 @@ def stream_completion(
     return _stream(served, prompt, params, (None, piece, last), ("text_completion", cid, with_usage))
 
 
-def _stream(served: ServedModel, prompt: str, params: GenParams, make: tuple[Any, Any, Any],
+def _stream(served: ServedModel, prompt: list[int], params: GenParams, make: tuple[Any, Any, Any],
             meta: tuple[str, str, bool]) -> AsyncIterator[dict[str, Any]]:
     """Queue the request now (a full queue is a 503 before the stream starts), then yield chunks as pieces come."""
     first, piece, last = make
@@ -203,14 +263,16 @@ def _stream(served: ServedModel, prompt: str, params: GenParams, make: tuple[Any
     async def events() -> AsyncIterator[dict[str, Any]]:
         texts: dict[int, str] = {}
         try:
-            async for index, text in handle.pieces():
+            async for index, text, finish in handle.pieces():
                 if index not in texts:
                     texts[index] = ""
                     if first is not None:
                         yield first(index)
-                if text is None:  # this choice is done: tell why, from its length in tokens
-                    used = served.count(texts[index], special=False) if texts[index] else 0
-                    yield last(index, "length" if used >= params.max_new_tokens else "stop")
+                if text is None:  # this choice is done: tell why (or count its tokens when the worker cannot)
+                    if finish is None:
+                        used = served.count(texts[index], special=False) if texts[index] else 0
+                        finish = "length" if used >= params.max_new_tokens else "stop"
+                    yield last(index, finish)
                 elif text:
                     texts[index] += text
                     yield piece(index, text)
@@ -218,7 +280,7 @@ def _stream(served: ServedModel, prompt: str, params: GenParams, make: tuple[Any
             yield ApiError(500, f"generation failed: {exc}", type="server_error").body()
             return
         if with_usage:
-            prompt_tokens = served.count(prompt)
+            prompt_tokens = len(prompt)
             completion = sum(served.count(t, special=False) for t in texts.values() if t)
             counts = {"prompt_tokens": prompt_tokens, "completion_tokens": completion,
                       "total_tokens": prompt_tokens + completion}
@@ -238,7 +300,36 @@ def _add_error_handlers(app: FastAPI) -> None:
         err = ApiError(exc.status_code, f"{request.method} {request.url.path}: {exc.detail}", type=kind)
         return JSONResponse(err.body(), status_code=exc.status_code, headers=dict(exc.headers or {}))
 
-    @app.exception_handler(Exception)
-    async def failure(request: Request, exc: Exception) -> JSONResponse:
-        err = ApiError(500, f"internal error: {type(exc).__name__}: {exc}", type="server_error")
-        return JSONResponse(err.body(), status_code=500)
+    app.add_middleware(_Answer500)
+
+
+class _Answer500:
+    """Turns an unexpected exception into a 500 JSON answer *and ends the request there*.
+
+    Starlette's own catch-all handler answers and then re-raises, and uvicorn resets the connection, so a keep-alive
+    client lost its connection after any 500. This middleware sits inside that one and never re-raises.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracked(message: Any) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked)
+        except Exception as exc:
+            if started:  # the status line is gone: nothing to answer; close this response cleanly
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+                return
+            err = ApiError(500, f"internal error: {type(exc).__name__}: {exc}", type="server_error")
+            await JSONResponse(err.body(), status_code=500)(scope, receive, send)

@@ -1,11 +1,14 @@
-"""Dynamic batching for one served model: requests that arrive close together run as one `generate` call.
+"""Request-level batching for one served model (encoder-decoders, and decoders the step loop cannot run): requests
+that arrive close together run as one `generate` call, so their encoder pass and their decoding run together.
+Decoder-only models get continuous batching instead (continuous.py).
 
 Each model has one `Batcher` and one worker thread (so two batches never fight over the same weights). Requests
 wait in a queue; when the worker is idle and a request arrives it waits for company (`wait_s`, longer while more
 keep arriving), then takes the oldest request and every other waiting request with the same sampling parameters, up
 to `max_batch` sequences, and runs them through the pluggable batch function (`generate_texts` in production).
 Requests that arrive while a batch runs form the next one. Streaming requests run alone, through the stream
-function. A sampled request with a seed also runs alone, so its answer does not depend on who else was in the batch.
+function, one choice after another (each with its own seed, seed + choice index). A sampled request with a seed also
+runs alone, so its answer does not depend on who else was in the batch.
 
 A full queue raises `Overloaded` (the server answers 503 with Retry-After). A request whose client went away before
 its turn is dropped without running.
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import threading
 import time
 from collections import deque
@@ -25,9 +29,10 @@ from typing import Any
 
 from herd.textgen import GenOutput, GenParams
 
-BatchFn = Callable[[list[str], GenParams], list[GenOutput]]
-StreamFn = Callable[[str, GenParams], Iterator[str]]
-_END = object()
+Ids = list[int]
+BatchFn = Callable[[list[Ids], GenParams], list[GenOutput]]
+StreamFn = Callable[[Ids, GenParams], Iterator[str]]
+ScoreFn = Callable[[list[Ids], int], Any]
 
 
 class Overloaded(Exception):
@@ -40,10 +45,10 @@ class Overloaded(Exception):
 
 @dataclass
 class _Job:
-    prompts: list[str]
+    prompts: list[Ids]
     params: GenParams
     future: asyncio.Future[Any]
-    stream: asyncio.Queue[Any] | None = None  # streaming jobs push (choice index, piece) here
+    stream: StreamHandle | None = None  # streaming jobs hand their pieces to it
     cancel: threading.Event = field(default_factory=threading.Event)
 
     @property
@@ -75,12 +80,15 @@ class Stats:
 class Batcher:
     """Queue + worker for one model. `start()` inside the server's event loop; `close()` on shutdown."""
 
+    continuous = False
+
     def __init__(
         self, batch_fn: BatchFn, stream_fn: StreamFn | None = None, *, max_batch: int = 32, wait_s: float = 0.005,
-        max_queue: int = 256,
+        max_queue: int = 256, score_fn: ScoreFn | None = None,
     ) -> None:
         self.batch_fn = batch_fn
         self.stream_fn = stream_fn
+        self.score_fn = score_fn
         self.max_batch = max(1, max_batch)
         self.wait_s = wait_s
         self.max_queue = max_queue
@@ -107,20 +115,31 @@ class Batcher:
     def waiting(self) -> int:
         return len(self._pending)
 
-    async def generate(self, prompts: list[str], params: GenParams) -> list[GenOutput]:
-        """Answer prompts (in order) as part of whatever batch the worker forms next."""
+    async def generate(self, prompts: list[Ids], params: GenParams, logprobs: int | None = None) -> list[GenOutput]:
+        """Answer prompts (in order) as part of whatever batch the worker forms next (no log-probs here)."""
+        if logprobs is not None:
+            raise ValueError("log-probs of generated tokens need the continuous batcher")
         job = self._enqueue(prompts, params, stream=None)
         try:
             return await job.future
         finally:
             job.cancel.set()  # a client that went away cancels this await; the worker then skips the job
 
-    def stream(self, prompt: str, params: GenParams) -> _StreamHandle:
+    def stream(self, prompt: Ids, params: GenParams) -> StreamHandle:
         """Queue a streaming request now (so a full queue is known before any byte is sent); iterate the handle."""
-        job = self._enqueue([prompt], params, stream=asyncio.Queue())
-        return _StreamHandle(job)
+        handle = StreamHandle(())
+        job = self._enqueue([prompt], params, stream=handle)
+        handle.expect(max(1, params.num_return_sequences))
+        handle.on_close = job.cancel.set
+        return handle
 
-    def _enqueue(self, prompts: list[str], params: GenParams, stream: asyncio.Queue[Any] | None) -> _Job:
+    async def score(self, rows: list[Ids], k: int) -> Any:
+        """Prompt-token log-probs (echo), in the model's worker thread."""
+        if self.score_fn is None:
+            raise ValueError("this model cannot score prompts")
+        return await asyncio.get_running_loop().run_in_executor(self._pool, self.score_fn, rows, k)
+
+    def _enqueue(self, prompts: list[Ids], params: GenParams, stream: StreamHandle | None) -> _Job:
         if len(self._pending) >= self.max_queue:
             self.stats.rejected += 1
             raise Overloaded(retry_after=1)
@@ -186,11 +205,17 @@ class Batcher:
         head = group[0]
         try:
             if head.stream is not None:
-                await loop.run_in_executor(self._pool, self._stream_job, head, loop)
+                try:
+                    await loop.run_in_executor(self._pool, self._stream_job, head, loop)
+                except Exception as exc:  # the stream tells its client; nobody awaits the future of a stream
+                    self.stats.failed += 1
+                    head.stream.fail(exc)
+                    _settle(head.future, result=[])
+                    return
                 results: list[list[GenOutput]] = [[]]
             else:
                 prompts = [p for job in group for p in job.prompts]
-                outputs = await loop.run_in_executor(self._pool, self.batch_fn, prompts, head.params)
+                outputs = await loop.run_in_executor(self._pool, self._batch, prompts, head.params)
                 results, at = [], 0
                 for job in group:
                     results.append(outputs[at : at + len(job.prompts)])
@@ -205,6 +230,23 @@ class Batcher:
         for job, result in zip(group, results, strict=True):
             _settle(job.future, result=result)
 
+    def _batch(self, prompts: list[Ids], params: GenParams) -> list[GenOutput]:
+        """Worker thread: one batch; a seeded sampled request with n > 1 runs choice by choice (seed + choice index),
+        so its answers equal the streamed ones."""
+        n = params.num_return_sequences
+        if params.seed is None or params.temperature == 0 or n <= 1:
+            return self.batch_fn(prompts, params)
+        runs = [self.batch_fn(prompts, dataclasses.replace(params, seed=params.seed + j, num_return_sequences=1))
+                for j in range(n)]
+        merged = []
+        for p in range(len(prompts)):
+            outs = [run[p] for run in runs]
+            merged.append(GenOutput(text=outs[0].text, finish_reason=outs[0].finish_reason,
+                                    prompt_tokens=outs[0].prompt_tokens,
+                                    completion_tokens=sum(o.completion_tokens for o in outs),
+                                    texts=[o.text for o in outs]))
+        return merged
+
     def _count(self, group: list[_Job], seconds: float) -> None:
         width = sum(job.width for job in group)
         self.stats.batches += 1
@@ -213,24 +255,24 @@ class Batcher:
         self.stats.busy_s += seconds
 
     def _stream_job(self, job: _Job, loop: asyncio.AbstractEventLoop) -> None:
-        """Worker thread: run the stream function for each of the n choices, handing pieces to the event loop."""
+        """Worker thread: run the stream function for each of the n choices in turn (one sequence each), handing
+        pieces to the event loop."""
         assert self.stream_fn is not None and job.stream is not None
-        queue = job.stream
+        handle = job.stream
         for index in range(max(1, job.params.num_return_sequences)):
-            params = job.params
-            if params.seed is not None:  # each choice its own sample, still reproducible
-                params = GenParams(**{**params.__dict__, "seed": params.seed + index})
+            seed = None if job.params.seed is None else job.params.seed + index  # each choice its own sample
+            params = dataclasses.replace(job.params, seed=seed, num_return_sequences=1)
             pieces = self.stream_fn(job.prompts[0], params)
             try:
                 for piece in pieces:
                     if job.cancel.is_set():
                         return
-                    loop.call_soon_threadsafe(queue.put_nowait, (index, piece))
+                    loop.call_soon_threadsafe(handle.piece, index, piece)
             finally:
                 close = getattr(pieces, "close", None)
                 if close is not None:
                     close()
-            loop.call_soon_threadsafe(queue.put_nowait, (index, _END))
+            loop.call_soon_threadsafe(handle.end, index, None)
 
 
 def _settle(future: asyncio.Future[Any], result: Any = None, exc: BaseException | None = None) -> None:
@@ -242,28 +284,61 @@ def _settle(future: asyncio.Future[Any], result: Any = None, exc: BaseException 
         future.set_result(result)
 
 
-class _StreamHandle:
-    """Async iteration over (choice index, piece | None) of a streaming job; None marks the end of a choice."""
+class StreamHandle:
+    """The pieces of a streaming request, fed from the worker through the event loop; iterate `pieces()`.
 
-    def __init__(self, job: _Job) -> None:
-        self.job = job
+    `pieces()` yields (choice index, text, None) for each piece and (choice index, None, finish reason or None) when
+    a choice ends. A producer either hands ready pieces (`piece`) or the whole answer so far (`event`, continuous
+    batching): then text that could still be cut by a stop string, and a character whose bytes are not all
+    generated yet, are held back until they are clear.
+    """
+
+    def __init__(self, stop: tuple[str, ...]) -> None:
+        self.queue: asyncio.Queue[tuple[int, str | None, str | None]] = asyncio.Queue()
+        self.hold = max((len(s) for s in stop if s), default=1) - 1
+        self.sent: dict[int, str] = {}
+        self.left = 1
+        self.error: BaseException | None = None
+        self.on_close: Callable[[], Any] | None = None
+
+    def expect(self, choices: int) -> None:
+        self.left = choices
+
+    def piece(self, index: int, text: str) -> None:
+        self.queue.put_nowait((index, text, None))
+
+    def end(self, index: int, finish: str | None) -> None:
+        self.queue.put_nowait((index, None, finish))
+
+    def fail(self, exc: BaseException) -> None:
+        self.error = exc
+        self.queue.put_nowait((-1, None, None))
+
+    def event(self, index: int, kind: str, text: str, finish: str) -> None:
+        sent = self.sent.get(index, "")
+        if kind == "done":
+            if finish.startswith("error"):
+                self.fail(RuntimeError(finish.removeprefix("error: ")))
+                return
+            if text.startswith(sent) and len(text) > len(sent):
+                self.piece(index, text[len(sent):])
+            self.end(index, finish)
+            return
+        ready = text.rstrip("\ufffd")  # a character whose bytes are not all decoded yet
+        ready = ready[: max(0, len(ready) - self.hold)]
+        if ready.startswith(sent) and len(ready) > len(sent):
+            self.sent[index] = ready
+            self.piece(index, ready[len(sent):])
 
     async def pieces(self) -> Any:
-        job = self.job
-        assert job.stream is not None
         try:
-            while True:
-                getter = asyncio.ensure_future(job.stream.get())
-                done, _ = await asyncio.wait({getter, job.future}, return_when=asyncio.FIRST_COMPLETED)
-                if getter in done:
-                    index, piece = getter.result()
-                    yield index, (None if piece is _END else piece)
-                    continue
-                getter.cancel()
-                while not job.stream.empty():  # pieces that arrived just before the job finished
-                    index, piece = job.stream.get_nowait()
-                    yield index, (None if piece is _END else piece)
-                job.future.result()  # raises the worker's error, if any
-                return
+            while self.left > 0:
+                index, text, finish = await self.queue.get()
+                if self.error is not None:
+                    raise self.error
+                if text is None:
+                    self.left -= 1
+                yield index, text, finish
         finally:
-            job.cancel.set()
+            if self.on_close is not None:
+                self.on_close()

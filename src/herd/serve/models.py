@@ -1,5 +1,9 @@
-"""The models one server holds: each loaded once (`students.load_student`), with its batcher, its context length,
-how its conversations become prompts, and the limits a request must respect.
+"""The models one server holds: each loaded once (`students.load_student`), with its batcher (continuous batching
+for decoder-only models the step loop can run, request-level batching otherwise), its prompt-token bound, how its
+conversations become prompts, and the limits a request must respect.
+
+Every model has a prompt bound: `serve.max_prompt_tokens` when set, else the model's context length (its config,
+else its tokenizer), else `serve.default_context` (2048) for models that declare none (T5's relative positions).
 """
 
 from __future__ import annotations
@@ -15,19 +19,21 @@ from herd.config import ServeConfig
 from herd.errors import UserError
 from herd.generate import context_length
 from herd.serve.batcher import Batcher
+from herd.serve.continuous import ContinuousBatcher
 from herd.serve.protocol import ApiError
-from herd.textgen import GenParams
+from herd.textgen import GenParams, ensure_pad
 
 
 @dataclass
 class ServedModel:
     name: str
     student: Any
-    batcher: Batcher
-    context: int | None  # tokens the model can see: prompt + answer for decoders, prompt for seq2seq
+    batcher: Batcher | ContinuousBatcher
+    context: int  # tokens the model can see: prompt + answer for decoders, prompt for seq2seq
     multi_turn: bool
     counter: Any  # a copy of the tokenizer for counting in the event loop while the worker thread uses the original
     created: int
+    declared: bool = True  # False: `context` is serve.default_context, the model declares no length
 
     @property
     def seq2seq(self) -> bool:
@@ -36,6 +42,24 @@ class ServedModel:
     def count(self, text: str, special: bool = True) -> int:
         """Tokens in a text; `special=False` for answers (no BOS/EOS added)."""
         return len(self.counter(text, add_special_tokens=special)["input_ids"])
+
+    @property
+    def vocab(self) -> int:
+        """Token ids a prompt may hold: 0 to vocab - 1 (the rows of the input embedding)."""
+        return int(self.student.model.get_input_embeddings().num_embeddings)
+
+    def encode(self, prompt: str) -> list[int]:
+        """The token ids the model is fed for a formatted prompt (special tokens as `textgen` adds them)."""
+        from herd.textgen import encode_prompt
+
+        return encode_prompt(self.counter, prompt, self.student.model)
+
+    def decode(self, ids: list[int]) -> str:
+        return str(self.counter.decode(ids, skip_special_tokens=False))
+
+    def piece(self, tid: int) -> str:
+        """One token's text, for log-probs (special tokens spelled out)."""
+        return str(self.counter.decode([tid], skip_special_tokens=False))
 
     def card(self) -> dict[str, Any]:
         return {"id": self.name, "object": "model", "created": self.created, "owned_by": "herd",
@@ -63,26 +87,37 @@ def load_models(cfg: ServeConfig) -> dict[str, ServedModel]:
         if name in served:
             raise UserError(f"serve.models: the name {name!r} is given twice")
         student = load_student(path, device=cfg.device, dtype=cfg.dtype)
+        declared = context_length(student.model, student.tokenizer)
+        ensure_pad(student.tokenizer)
         served[name] = ServedModel(
             name=name, student=student, batcher=make_batcher(student, cfg),
-            context=context_length(student.model, student.tokenizer), multi_turn=keeps_history(student),
-            counter=copy.deepcopy(student.tokenizer), created=_created(path),
+            context=declared or cfg.default_context, multi_turn=keeps_history(student),
+            counter=copy.deepcopy(student.tokenizer), created=_created(path), declared=declared is not None,
         )
     return served
 
 
-def make_batcher(student: Any, cfg: ServeConfig) -> Batcher:
-    from herd.textgen import generate_texts, stream_text
+def make_batcher(student: Any, cfg: ServeConfig) -> Batcher | ContinuousBatcher:
+    """Continuous batching where the step loop can run the model (and `serve.continuous`), else request-level."""
+    from herd.serve.decode import prompt_logprobs, supports
+    from herd.textgen import generate_encoded, stream_encoded
 
-    def batch(prompts: list[str], params: GenParams) -> list[Any]:
-        return generate_texts(student.model, student.tokenizer, prompts, params, batch_tokens=cfg.batch_tokens,
-                              max_batch=cfg.max_batch)
+    model, tok = student.model, student.tokenizer
+    if cfg.continuous and supports(model):
+        return ContinuousBatcher(model, tok, max_batch=cfg.max_batch, batch_tokens=cfg.batch_tokens,
+                                 max_queue=cfg.max_queue)
 
-    def stream(prompt: str, params: GenParams) -> Any:
-        return stream_text(student.model, student.tokenizer, prompt, params)
+    def batch(prompts: list[list[int]], params: GenParams) -> list[Any]:
+        return generate_encoded(model, tok, prompts, params, batch_tokens=cfg.batch_tokens, max_batch=cfg.max_batch)
+
+    def stream(prompt: list[int], params: GenParams) -> Any:
+        return stream_encoded(model, tok, prompt, params)
+
+    def score(rows: list[list[int]], k: int) -> Any:
+        return prompt_logprobs(model, rows, k, tok.pad_token_id or 0)
 
     return Batcher(batch, stream, max_batch=cfg.max_batch, wait_s=cfg.batch_wait_ms / 1000.0,
-                   max_queue=cfg.max_queue)
+                   max_queue=cfg.max_queue, score_fn=None if model.config.is_encoder_decoder else score)
 
 
 def _created(path: str) -> int:
@@ -91,16 +126,17 @@ def _created(path: str) -> int:
 
 
 def sampling(
-    served: ServedModel, req: Any, prompts: Sequence[str], cfg: ServeConfig, max_tokens: int | None
+    served: ServedModel, req: Any, prompts: Sequence[list[int]], cfg: ServeConfig, max_tokens: int | None
 ) -> GenParams:
     """GenParams for a request after checking its prompts and max_tokens against the model and the server limits."""
-    longest = max(served.count(p) for p in prompts)
-    limit = cfg.max_prompt_tokens or served.context
+    longest = max(len(p) for p in prompts)
+    limit = min(cfg.max_prompt_tokens or served.context, served.context)
     # A decoder's answer shares the context with its prompt; a seq2seq model's decoder has its own.
-    room = served.context - longest if served.context is not None and not served.seq2seq else None
-    if (limit is not None and longest > limit) or (room is not None and room < 1):
+    room = served.context - longest if not served.seq2seq else None
+    if longest > limit or (room is not None and room < (0 if max_tokens == 0 else 1)):
+        source = "" if served.declared else " (serve.default_context: the model declares no length)"
         raise ApiError(400, f"the prompt is {longest} tokens; {served.name} takes at most {limit} tokens of prompt"
-                            + ("" if served.seq2seq else " and answer together"),
+                            + ("" if served.seq2seq else " and answer together") + source,
                        param="messages" if hasattr(req, "messages") else "prompt", code="context_length_exceeded")
     if max_tokens is not None and max_tokens > cfg.max_tokens_limit:
         raise ApiError(400, f"max_tokens = {max_tokens} is above this server's limit of {cfg.max_tokens_limit}",
@@ -109,7 +145,8 @@ def sampling(
         raise ApiError(400, f"prompt ({longest} tokens) + max_tokens ({max_tokens}) is longer than {served.name}'s "
                             f"context of {served.context} tokens", param="max_tokens", code="context_length_exceeded")
     if max_tokens is None:
-        max_tokens = min(cfg.default_max_tokens, room) if room is not None else cfg.default_max_tokens
+        cap = room if room is not None else cfg.default_max_tokens
+        max_tokens = min(cfg.default_max_tokens, cfg.max_tokens_limit, cap)
     return GenParams(
         max_new_tokens=max_tokens,
         temperature=1.0 if req.temperature is None else req.temperature,  # OpenAI's default

@@ -3,8 +3,10 @@ errors as `{"error": {"message", "type", "param", "code"}}`.
 
 Requests are validated with pydantic in strict mode, so `"temperature": "hot"` or `"n": true` is a 400 naming the
 field rather than a silent coercion. Unknown fields are accepted and ignored (clients send many optional ones);
-`presence_penalty` and `frequency_penalty` are accepted and ignored; `logprobs` is refused because herd does not
-compute them. `repetition_penalty` is an extension (as in vLLM) that maps to transformers' option of that name.
+`presence_penalty` and `frequency_penalty` are accepted and ignored. Completions take `logprobs` (0 to
+`MAX_LOGPROBS` alternatives per token) and `echo`, as lm-eval's `local-completions` model sends them; chat requests
+refuse `logprobs` and `echo`. `repetition_penalty` is an extension (as in vLLM) that maps to transformers' option of
+that name.
 """
 
 from __future__ import annotations
@@ -18,6 +20,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from herd.textgen import GenOutput
 
 Stop = str | list[str] | None
+MAX_LOGPROBS = 5  # as OpenAI's completions endpoint
+MAX_SEED = 2**63 - 1  # torch generators take 64-bit seeds
+MAX_STOP = 16  # OpenAI allows 4; lm-eval adds the EOS text to a task's own `until` list, which can hold more
+Entry = tuple[int, float | None, list[tuple[int, float]]]  # token id, its log-prob (None: first prompt token), top-k
 
 
 class ApiError(Exception):
@@ -71,30 +77,31 @@ class _Sampling(_Strict):
     top_p: float | None = Field(None, gt=0.0, le=1.0)
     n: int = Field(1, ge=1, le=16)
     stop: Stop = None
-    seed: int | None = None
+    seed: int | None = Field(None, ge=0, le=MAX_SEED)
     stream: bool = False
     stream_options: StreamOptions | None = None
     repetition_penalty: float | None = Field(None, gt=0.0)
     presence_penalty: float | None = None
     frequency_penalty: float | None = None
-    logprobs: bool | int | None = None
-
     def stops(self) -> tuple[str, ...]:
         if self.stop is None:
             return ()
         items = [self.stop] if isinstance(self.stop, str) else self.stop
-        if len(items) > 4:
-            raise ApiError(400, "stop: at most 4 stop sequences", param="stop")
+        if len(items) > MAX_STOP:
+            raise ApiError(400, f"stop: at most {MAX_STOP} stop sequences", param="stop")
         return tuple(s for s in items if s)
 
 
 class ChatRequest(_Sampling):
     messages: list[Message] = Field(min_length=1)
     max_completion_tokens: int | None = Field(None, ge=1)
+    logprobs: bool | None = None
 
 
 class CompletionRequest(_Sampling):
-    prompt: str | list[str]
+    prompt: str | list[int] | list[list[int]] | list[str]
+    max_tokens: int | None = Field(None, ge=0)  # 0 with echo: only the prompt's log-probs (lm-eval's loglikelihood)
+    logprobs: int | None = Field(None, ge=0, le=MAX_LOGPROBS)
     echo: bool = False
     suffix: str | None = None
     best_of: int | None = None
@@ -110,10 +117,19 @@ def parse(model: type[_Sampling], obj: Any) -> Any:
         first = exc.errors()[0]
         param = _param(first["loc"])
         raise ApiError(400, f"{param or 'body'}: {first['msg']}", param=param) from None
-    if req.logprobs:
-        raise ApiError(400, "logprobs are not supported by herd serve", param="logprobs")
-    if isinstance(req, CompletionRequest) and (req.echo or req.suffix or (req.best_of or 1) > 1):
-        raise ApiError(400, "echo, suffix and best_of are not supported by herd serve")
+    if isinstance(req, ChatRequest):
+        if req.logprobs:
+            raise ApiError(400, "logprobs: chat completions do not return log-probs here; use /v1/completions",
+                           param="logprobs")
+        if obj.get("echo"):
+            raise ApiError(400, "echo: only /v1/completions can echo the prompt", param="echo")
+    if isinstance(req, CompletionRequest):
+        if req.suffix:
+            raise ApiError(400, "suffix is not supported by herd serve", param="suffix")
+        if (req.best_of or 1) > 1:
+            raise ApiError(400, "best_of is not supported by herd serve", param="best_of")
+        if req.stream and (req.echo or req.logprobs is not None):
+            raise ApiError(400, "stream: echo and logprobs need a non-streaming request", param="stream")
     return req
 
 
@@ -151,12 +167,14 @@ def chat_body(model: str, output: GenOutput, n: int) -> dict[str, Any]:
             "choices": choices, "usage": usage([output]), "system_fingerprint": None}
 
 
-def completion_body(model: str, outputs: list[GenOutput], n: int) -> dict[str, Any]:
+def completion_body(model: str, outputs: list[GenOutput], n: int, extra: Any = None) -> dict[str, Any]:
+    """`extra(p, j, text) -> (text, logprobs or None)` adds the echo and the log-probs of prompt p, choice j."""
     choices = []
     for p, output in enumerate(outputs):
         for j, text in enumerate(texts_of(output, n)):
+            text, logprobs = extra(p, j, text) if extra is not None else (text, None)
             choices.append({"index": p * n + j, "text": text, "finish_reason": output.finish_reason,
-                            "logprobs": None})
+                            "logprobs": logprobs})
     return {"id": new_id("cmpl"), "object": "text_completion", "created": int(time.time()), "model": model,
             "choices": choices, "usage": usage(outputs), "system_fingerprint": None}
 
@@ -175,3 +193,27 @@ def completion_chunk(cid: str, model: str, index: int, text: str, finish: str | 
 def usage_chunk(cid: str, model: str, obj: str, counts: dict[str, int]) -> dict[str, Any]:
     """The last chunk when a client asks for `stream_options.include_usage`: empty choices plus usage."""
     return {"id": cid, "object": obj, "created": int(time.time()), "model": model, "choices": [], "usage": counts}
+
+
+def logprobs_block(entries: list[Entry], piece: Any, start: int = 0) -> dict[str, Any]:
+    """OpenAI's completions `logprobs` object; `piece(id)` is a token's text (offsets add those lengths up)."""
+    tokens: list[str] = []
+    token_logprobs: list[float | None] = []
+    tops: list[dict[str, float] | None] = []
+    offsets: list[int] = []
+    at = start
+    for tid, logprob, top in entries:
+        text = piece(tid)
+        tokens.append(text)
+        token_logprobs.append(logprob)
+        offsets.append(at)
+        at += len(text)
+        if logprob is None:
+            tops.append(None)
+            continue
+        alternatives: dict[str, float] = {}
+        for alt, value in top:  # two ids with the same text: the likelier one stands for both
+            key = piece(alt)
+            alternatives[key] = max(value, alternatives.get(key, value))
+        tops.append(alternatives)
+    return {"tokens": tokens, "token_logprobs": token_logprobs, "top_logprobs": tops, "text_offset": offsets}

@@ -76,7 +76,10 @@ def make_trainer(family: Family, model: Any, args: Any, tokenizer: Any, data: To
         def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
                          num_items_in_batch: Any = None) -> Any:
             scale = self.args.world_size if num_items_in_batch is not None else 1
-            loss, outputs = student_loss(model, inputs, family, num_items_in_batch, scale)
+            # training computes the output layer only at scored positions (not under torch.compile: a data-dependent
+            # shape per batch would break the graph); evaluation keeps whole logits for the Trainer's metrics
+            scored_only = model.training and not self.args.torch_compile
+            loss, outputs = student_loss(model, inputs, family, num_items_in_batch, scale, scored_only)
             return (loss, outputs) if return_outputs else loss
 
         def floating_point_ops(self, inputs: dict[str, Any]) -> int:

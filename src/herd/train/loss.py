@@ -7,6 +7,8 @@ Reads model outputs; writes nothing.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from herd.students import IGNORE
@@ -31,13 +33,50 @@ def label_loss(logits: Any, labels: Any, shift: bool, num_items: Any) -> Any:
     return total / num_items
 
 
-def student_loss(model: Any, inputs: dict[str, Any], family: str, num_items: Any = None, scale: float = 1.0
-                 ) -> tuple[Any, Any]:
+def scored_positions(labels: Any, shift: bool) -> Any:
+    """Boolean (batch, positions): where the logits score a real label (decoder-only: the label one step later)."""
+    import torch
+
+    if not shift:
+        return labels != IGNORE
+    mask = torch.zeros_like(labels, dtype=torch.bool)
+    mask[:, :-1] = labels[:, 1:] != IGNORE
+    return mask
+
+
+@contextmanager
+def head_only_at(model: Any, mask: Any) -> Iterator[None]:
+    """Within the block, the model's output layer reads only the hidden states at `mask`, so its logits are
+    (scored positions, vocabulary) instead of (batch, positions, vocabulary). Prompt and padding positions carry no
+    loss, and on LaMini's pairs they are about half of all positions: their share of the output layer (the largest
+    matmul of a small student with a 32K-50K vocabulary) and of the float32 logits is never computed. A forward
+    pre-hook on the output layer is the one place every family shares (GPT-2, GPT-Neo, LLaMA, T5 all call it once
+    on the last hidden states), so no model's forward is rewritten."""
+    inner = getattr(model, "module", model)  # DDP / accelerate wrapper
+    head = inner.get_output_embeddings()
+    handle = head.register_forward_pre_hook(lambda _module, args: (args[0][mask.to(args[0].device)], *args[1:]))
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+def student_loss(model: Any, inputs: dict[str, Any], family: str, num_items: Any = None, scale: float = 1.0,
+                 scored_only: bool = False) -> tuple[Any, Any]:
     """(loss, outputs) of one micro-batch. num_items: label tokens of the whole step over all devices (None: this
     batch's own, i.e. a plain mean, as in evaluation); scale: the number of data-parallel processes (their gradients
-    are averaged, the loss is normalised over all of them)."""
+    are averaged, the loss is normalised over all of them); scored_only: compute the output layer only where a label
+    is scored (training; the same loss and gradients; `outputs.logits` is then 2-D)."""
+    import torch
+
     model_inputs, labels, counts = split_inputs(inputs)
-    outputs = model(**model_inputs, use_cache=False)
     items = num_items if num_items is not None else max(1, counts["herd_label_tokens"])
-    loss = label_loss(outputs.logits, labels, family != "seq2seq", items)
-    return loss * scale, outputs
+    shift = family != "seq2seq"
+    if not scored_only:
+        outputs = model(**model_inputs, use_cache=False)
+        return label_loss(outputs.logits, labels, shift, items) * scale, outputs
+    mask = scored_positions(labels, shift)
+    with head_only_at(model, mask):
+        outputs = model(**model_inputs, use_cache=False)
+    targets = (torch.roll(labels, -1, dims=1) if shift else labels)[mask]
+    return label_loss(outputs.logits, targets, False, items) * scale, outputs
