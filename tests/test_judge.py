@@ -86,7 +86,7 @@ def test_unparseable_judge_is_reasked_then_recorded_unparsed(tmp_path):
 
     answers.run(cfg_for(tmp_path, "answers.models=['teacher']", "answers.limit=3"))
     out = judge.run(cfg_for(tmp_path, "judge.same_as_teacher=false", "judge.teacher.backend=fake",
-                            "judge.teacher.model=fake-unparseable", "judge.retries=2"))
+                            "judge.teacher.model=fake-unparseable", "judge.retries=2", "judge.method=text"))
     graded = rows(out / "data.jsonl")
     assert len(graded) == 3
     assert all(r["rating"] is None and not r["parsed"] and r["judge_attempts"] == 3 for r in graded)

@@ -27,7 +27,7 @@ SRC = ROOT / "src" / "herd"
 EXTRA_OF = {
     "": "",
     "students/": "local", "textgen.py": "local", "hub.py": "local", "chat.py": "local", "teacher/local.py": "local",
-    "teacher/embedded.py": "local", "teacher/llamacpp.py": "llamacpp",
+    "teacher/embedded.py": "local", "teacher/scoring.py": "local", "teacher/llamacpp.py": "llamacpp",
     "sampling.py": "local", "teacher/structured.py": "local",  # structured.py's top level is stdlib only (fake uses it)
     "instructions/": "data", "responses.py": "data", "mix.py": "data", "dedup/": "data", "stats/": "data",
     "export.py": "data", "card.py": "data",

@@ -49,3 +49,63 @@ def test_report_renders_in_chromium(tmp_path):
         page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
     assert errors == []
     assert (tmp_path / "report.png").stat().st_size > 10_000
+
+
+def test_report_opens_with_what_the_run_shows_from_its_own_numbers(tmp_path):
+    from herd import report
+    from herd.rate import judge
+
+    cfg, root = make_run(tmp_path)
+    graded = [json.loads(line) for line in (root / "judge" / "data.jsonl").read_text().splitlines()]
+    # One answer emptied and graded again: D without a call, counted with the rest.
+    answers = root / "answers" / "data.jsonl"
+    rows = [json.loads(line) for line in answers.read_text().splitlines()]
+    rows[0]["answer"] = '"'
+    answers.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    for name in ("data.jsonl", "rejects.jsonl", "manifest.json", "summary.md"):
+        (root / "judge" / name).unlink(missing_ok=True)
+    judge.run(cfg)
+    graded = [json.loads(line) for line in (root / "judge" / "data.jsonl").read_text().splitlines()]
+    assert len(graded) == 4 and next(r for r in graded if r["id"] == rows[0]["id"])["method"] == "empty"
+    train = root / "train"
+    train.mkdir()
+    held = {"before": {"rows": 5, "tokens": 61, "loss": 9.5, "perplexity": 13360.0},
+            "after": {"rows": 5, "tokens": 61, "loss": 3.8, "perplexity": 44.7}, "loss_fall": 0.6}
+    (train / "manifest.json").write_text(json.dumps({
+        "stage": "train", "students": [{"name": "stu", "heldout": held, "steps": 3}],
+        "data": {"rows": 20, "heldout": {"rows": 5, "seed": 0, "teacher": {"model": "local:x", "rows": 5,
+                                                                           "tokens": 60, "loss": 2.1,
+                                                                           "perplexity": 8.17}}}}))
+    report.run(cfg)
+    md = (root / "report.md").read_text()
+    assert md.index("## What this run shows") < md.index("## Run")
+    opening = md[md.index("## What this run shows"):md.index("## Run")]
+    assert "6 instruction-response pairs reached training" in opening
+    assert "stu from 9.5 to 3.8 (a fall of 60.0%)" in opening
+    assert "teacher's own loss on the same responses is 2.1" in opening
+    assert "The judge graded 4 of 4 answers (100%): 3 from its probabilities over A-D, 1 empty answers" in opening
+    assert "teacher:embedded 3 of 4" in opening  # answers with any text in them
+    masses = [r["grade_mass"] for r in graded if "grade_mass" in r]
+    assert f"the four letters held {100 * sum(masses) / len(masses):.0f}% of the judge's next-token" in opening
+    assert "too few" not in opening and "small sample" in opening  # 4 grades: counts, not shares
+    assert "| stu | 5 | 61 | 9.5 | 3.8 | 60.0% | 13360.0 | 44.7 |" in md
+    assert "| teacher (local:x) | 5 | 60 | – | 2.1 |" in md
+    assert "(empty answer: '\"')" in md and "The first 4 of 4 evaluation instructions (all of them)" in md
+    stage_table = md[md.index("## Run"):md.index("## Dataset")]
+    assert stage_table.index("| responses |") < stage_table.index("| train |") < stage_table.index("| answers |") \
+        < stage_table.index("| judge |")  # chain order, not alphabetical
+
+
+def test_side_by_side_says_how_many_it_shows(tmp_path):
+    from herd import report
+
+    root = tmp_path / "runs" / "s"
+    (root / "answers").mkdir(parents=True)
+    rows = [{"id": f"{m}-{i}", "instruction_id": f"q{i}", "instruction": f"question {i}", "model": m,
+             "answer": "" if (m == "stu" and i % 3 == 0) else f"answer {i}"} for i in range(12) for m in ("t", "stu")]
+    (root / "answers" / "data.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = load_config(None, [f"run.dir={str(tmp_path / 'runs')!r}", "run.name=s", "teacher.backend=fake"])
+    report.run(cfg)
+    md = (root / "report.md").read_text()
+    assert "The first 8 of 12 evaluation instructions; all 12 are in answers/data.jsonl." in md
+    assert "| question 0 | (empty answer) | answer 0 |" in md

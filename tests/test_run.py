@@ -180,7 +180,7 @@ def test_a_run_never_spends_more_than_its_plan(tmp_path, judge):
 
     with MockServer(latency_s=0.0) as url:
         judge_table = ("" if judge == "same_as_teacher" else
-                       '[judge]\nsame_as_teacher = false\n[judge.teacher]\nbackend = "fake"\n'
+                       '[judge]\nsame_as_teacher = false\nmethod = "text"\n[judge.teacher]\nbackend = "fake"\n'
                        'model = "fake-unparseable"\nprice_input_per_mtok = 3.0\nprice_output_per_mtok = 5.0\n')
         path = tmp_path / "run.toml"
         path.write_text(

@@ -247,7 +247,7 @@ def test_the_judge_graded_every_answer_once(study):
     summary = (study.run / "judge" / "summary.md").read_text()
     for model in MODELS:
         c = Counter(r["rating"] for r in study.judged if r["model"] == model)
-        assert f"| {model} | {c['A']} | {c['B']} | {c['C']} | {c['D']} | 0 |" in summary
+        assert f"| {model} | {sum(c.values())} | {c['A']} | {c['B']} | {c['C']} | {c['D']} | 0 |" in summary
 
 
 def test_every_answer_got_two_blind_ratings_on_the_right_answer(study):
@@ -300,8 +300,12 @@ def test_cohens_kappa_judge_vs_people_from_the_files(study):
         study.run / "judge" / "summary.md").read_text()
 
 
-@pytest.mark.parametrize("name", ["judge/ratings.png", "judge/ratings_vs_paper.png", "people_vs_judge.png",
-                                  "among_paper.png", "admin_chart.png", "admin.png"])
+def test_a_dozen_grades_are_not_drawn_among_the_papers_shares(study):
+    assert not (study.run / "judge" / "ratings_vs_paper.png").exists()  # 3 grades per model: no shares
+
+
+@pytest.mark.parametrize("name", ["judge/ratings.png", "people_vs_judge.png", "among_paper.png", "admin_chart.png",
+                                  "admin.png"])
 def test_charts_are_real_pictures(study, name):
     import matplotlib.image
 
@@ -311,7 +315,7 @@ def test_charts_are_real_pictures(study, name):
     height, width = pixels.shape[:2]
     assert width > 400 and height > 150
     assert pixels.std() > 0.05  # bars and text, not a blank canvas
-    if name in ("judge/ratings_vs_paper.png", "among_paper.png"):
+    if name == "among_paper.png":
         assert height > width  # the paper's 22 models and this run's rows stacked in one readable panel
 
 

@@ -55,6 +55,7 @@ def run(cfg: Config) -> Path:
 def build_sections(cfg: Config, root: Path) -> list[Section]:
     manifests = load_manifests(root)
     return [
+        shows(cfg, root, manifests),
         overview(cfg, root, manifests),
         dataset(cfg, root),
         samples(cfg, root),
@@ -68,9 +69,15 @@ def build_sections(cfg: Config, root: Path) -> list[Section]:
     ]
 
 
+def chain_order(folder: str) -> tuple[int, str]:
+    """Stage folders in the order the chain runs them (unknown ones last, by name)."""
+    top = folder.split("/")[0]
+    return (STAGE_ORDER.index(top) if top in STAGE_ORDER else len(STAGE_ORDER), folder)
+
+
 def load_manifests(root: Path) -> dict[str, dict[str, Any]]:
     found: dict[str, dict[str, Any]] = {}
-    for path in sorted(root.glob("**/manifest.json")):
+    for path in sorted(root.glob("**/manifest.json"), key=lambda p: chain_order(str(p.parent.relative_to(root)))):
         if ".herd" in path.parts:
             continue
         try:
@@ -78,6 +85,16 @@ def load_manifests(root: Path) -> dict[str, dict[str, Any]]:
         except json.JSONDecodeError:
             continue
     return found
+
+
+def shows(cfg: Config, root: Path, manifests: dict[str, dict[str, Any]]) -> Section:
+    """The opening: what this run shows, written from its own numbers (herd.findings)."""
+    from herd.findings import what_this_run_shows
+
+    s = Section("What this run shows")
+    for text in what_this_run_shows(cfg, root, manifests):
+        s.para(text)
+    return s
 
 
 def overview(cfg: Config, root: Path, manifests: dict[str, dict[str, Any]]) -> Section:
@@ -185,18 +202,31 @@ def training(root: Path) -> Section:
         if rows:
             s.blocks.insert(0, ("table", (["student", "family", "base", "steps", "final loss", "tokens/s",
                                            "seconds"], rows, str(manifest))))
+        from herd.findings import heldout_rows
+
+        header, held, note = heldout_rows(root)
+        if held:
+            s.blocks.insert(1, ("p", "Loss per response token on held-out teacher responses (train/heldout.jsonl: "
+                                     "pairs no student trained on), before and after training; perplexity = "
+                                     "exp(loss). " + note))
+            s.blocks.insert(2, ("table", (header, held, f"{manifest} students[].heldout, data.heldout")))
     return s
 
 
 def ratings(root: Path) -> Section:
+    from herd.findings import grade_table
+
     s = Section("A–D ratings")
     judge = root / "judge" / "data.jsonl"
     if judge.exists():
-        table: dict[str, Counter[str]] = defaultdict(Counter)
-        for row in iter_rows(judge):
-            table[str(row.get("model"))][str(row.get("rating") or "unparsed")] += 1
-        rows = [[m, *(c.get(g, 0) for g in ("A", "B", "C", "D", "unparsed"))] for m, c in sorted(table.items())]
-        s.table(["model", "A", "B", "C", "D", "unparsed"], rows, str(judge))
+        header, rows = grade_table(root)
+        method = json.loads((root / "judge" / "manifest.json").read_text(encoding="utf-8")).get("method", "text") \
+            if (root / "judge" / "manifest.json").exists() else "text"
+        s.para(f"Counts of answers per grade (judge method: {method}); answers the judge did not grade are counted, "
+               "not left out. Probability grading reads P(A..D) at the grade position, renormalised over the four; "
+               "the grade is the most likely letter (judge/data.jsonl has each answer's P(A..D)). A model appears "
+               "among the LaMini paper's models (shares) only with at least 30 grades.")
+        s.table(header, rows, f"{judge} (+ rejects.jsonl)")
     for png in sorted((root / "judge").glob("**/*.png")):
         s.image(png, str(png.relative_to(root)))
     return s
@@ -207,14 +237,26 @@ def side_by_side(root: Path) -> Section:
     path = root / "answers" / "data.jsonl"
     if not path.exists():
         return s
+    from herd.rate.judge import is_empty
+
+    grades = {str(r.get("id")): r.get("rating") for r in iter_rows(root / "judge" / "data.jsonl")} \
+        if (root / "judge" / "data.jsonl").exists() else {}
     by_instruction: dict[str, dict[str, str]] = defaultdict(dict)
     texts: dict[str, str] = {}
     for row in iter_rows(path):
         key = str(row.get("instruction_id"))
         texts[key] = str(row.get("instruction", ""))
-        by_instruction[key][str(row.get("model"))] = str(row.get("answer", ""))
+        answer = str(row.get("answer", ""))
+        shown = ("(empty answer)" if not answer.strip() else f"(empty answer: {answer!r})") if is_empty(answer) \
+            else answer
+        grade = grades.get(str(row.get("id")), "") if grades else ""
+        by_instruction[key][str(row.get("model"))] = f"[{grade or 'not graded'}] {shown}" if grades else shown
     models = sorted({m for answers in by_instruction.values() for m in answers})
-    rows = [[texts[k], *(by_instruction[k].get(m, "") for m in models)] for k in list(by_instruction)[:SIDE_BY_SIDE]]
+    shown_keys = list(by_instruction)[:SIDE_BY_SIDE]
+    s.para(f"The first {len(shown_keys)} of {len(by_instruction)} evaluation instructions"
+           + (" (all of them)" if len(shown_keys) == len(by_instruction) else f"; all {len(by_instruction)} are in "
+              "answers/data.jsonl") + (". Each answer starts with the judge's grade in brackets." if grades else "."))
+    rows = [[texts[k], *(by_instruction[k].get(m, "(no answer)") for m in models)] for k in shown_keys]
     s.table(["instruction", *models], rows, str(path))
     return s
 

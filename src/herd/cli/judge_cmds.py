@@ -39,11 +39,12 @@ def judge(
     quiet: QuietOpt = False,
     answers: Annotated[str | None, typer.Option("--answers", "-a", help="Answers table to grade.")] = None,
     human: Annotated[str | None, typer.Option(help="Human ratings export, for Cohen's kappa.")] = None,
+    method: Annotated[str | None, typer.Option(help="How a grade is read: auto, probabilities or text.")] = None,
 ) -> None:
-    """An LLM judge grades each answer A-D with the paper's rubric and a short reason."""
+    """An LLM judge grades each answer A-D with the paper's rubric (from its log-probs where it has them)."""
     from herd.rate import judge as stage
 
-    overrides = options(set_, "judge", answers=answers, human=human)
+    overrides = options(set_, "judge", answers=answers, human=human, method=method)
     out = stage.run(load(config, overrides, quiet))
     say(f"judge: {out}/summary.md")
 

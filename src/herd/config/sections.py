@@ -287,6 +287,10 @@ class JudgeConfig:
     max_tokens: int = opt(96, "Longest judge reply in tokens.")
     temperature: float = opt(0.0, "Judge sampling temperature for the first ask (re-asks use 0.7).")
     human: str = opt("", "Human ratings export (CSV/JSONL from herd rate-app) for Cohen's kappa ('' = none).")
+    method: Literal["auto", "probabilities", "text"] = opt(
+        "auto", "How a grade is read: probabilities = from the judge's log-probs over A-D at the grade position "
+                "(one forward pass, every answer graded); text = from a written reply; auto = probabilities where "
+                "the backend returns log-probs, else text (said in one line).")
 
 
 @dataclass(frozen=True)
@@ -399,6 +403,9 @@ class TrainConfig:
     lora_dropout: float = opt(0.05, "LoRA dropout.")
     lora_targets: list[str] = opt(["all-linear"], "Modules that get adapters (peft target_modules).")
     eval_fraction: float = opt(0.0, "Share of pairs held out for eval loss (0 = none).")
+    heldout_rows: int = opt(0, "Pairs held out from training (seeded by run.seed, written to train/heldout.jsonl, "
+                               "never trained on): each student's loss and perplexity on their teacher responses "
+                               "before and after training, beside the teacher's own (0 = none).")
     eval_steps: int = opt(0, "Evaluate every N optimizer steps (0 = at each checkpoint).")
     save_steps: int = opt(100, "Checkpoint every N optimizer steps: the resume point after a kill.")
     save_total_limit: int = opt(2, "Checkpoints kept while training (all are removed when the student is done).")

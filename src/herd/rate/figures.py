@@ -5,11 +5,14 @@ null when unparsed and is then left out) or a counts CSV (`model,A,B,C,D`); writ
 the LaMini paper's own human-evaluation counts (114 instructions per model, read from its figure), shipped in
 herd/assets/lamini_human_eval.csv, to draw beside a herd study.
 
-`plot_bars(panels, out)` draws one or more panels side by side ("people", "judge", ...). Models are sorted by their
-share of A, then B, then C, as in the paper; panels over the same models share the first panel's order so rows line
-up. `plot_among_paper(sources, out)` draws a run's models among the paper's 22 in ONE panel of shares (%): a run has
-a handful of models and rates a few answers each, the paper 114 per model, so side-by-side counts would leave the
-run's panel nearly empty and would not compare; the run's rows are marked and carry their number of ratings.
+`plot_bars(panels, out)` draws one or more panels side by side ("people", "judge", ...), in counts; `missing` adds a
+grey segment per model for the answers that got no grade, so a model graded 2 times of 12 does not look whole.
+Models are sorted by their share of A, then B, then C, as in the paper; panels over the same models share the first
+panel's order so rows line up. `plot_among_paper(sources, out)` draws a run's models among the paper's 22 in ONE
+panel of shares (%): a run has a handful of models and rates a few answers each, the paper 114 per model, so side-
+by-side counts would leave the run's panel nearly empty and would not compare; the run's rows are marked and carry
+their number of ratings, and a row from fewer than FEW ratings says so in its label (a share of a handful is not a
+measurement).
 matplotlib is imported inside the drawing functions (the figure API, not pyplot: no global state, so the rating app
 can draw from several threads).
 """
@@ -31,6 +34,8 @@ Values = Mapping[str, Mapping[str, float]]  # counts, or shares in percent
 COLOURS = {"A": "#1a9850", "B": "#a6d96a", "C": "#fdae61", "D": "#d73027"}
 INK = {"A": "white", "B": "#1b1b1b", "C": "#1b1b1b", "D": "white"}
 LEGEND = {"A": "A: valid, satisfying", "B": "B: minor errors", "C": "C: major errors", "D": "D: invalid"}
+MISSING_COLOUR, MISSING_LABEL = "#bdbdbd", "not graded"
+FEW = 30  # fewer ratings than this: a share drawn from them is labelled as rough
 MARK = "\u25b6 "  # a run's own rows among the paper's start with a triangle (and are bold, on a tinted band)
 RUN_INK, RUN_BAND = "#1d3f8f", "#e6ecfa"
 
@@ -79,9 +84,10 @@ def sort_models(counts: Counts) -> list[str]:
     return sorted(counts, key=key)
 
 
-def plot_bars(panels: Sequence[tuple[str, Counts]], out: str | Path | io.BytesIO, *, share_order: bool = True) -> None:
-    """Draw the panels side by side into a PNG file (or buffer)."""
-    fig = draw(panels, share_order=share_order)
+def plot_bars(panels: Sequence[tuple[str, Counts]], out: str | Path | io.BytesIO, *, share_order: bool = True,
+              missing: Mapping[str, Mapping[str, int]] | None = None) -> None:
+    """Draw the panels side by side into a PNG file (or buffer); `missing`: panel title -> model -> not graded."""
+    fig = draw(panels, share_order=share_order, missing=missing)
     fig.savefig(out, format="png", dpi=130)
 
 
@@ -91,7 +97,8 @@ def png_bytes(panels: Sequence[tuple[str, Counts]]) -> bytes:
     return buffer.getvalue()
 
 
-def draw(panels: Sequence[tuple[str, Counts]], *, share_order: bool = True) -> Any:
+def draw(panels: Sequence[tuple[str, Counts]], *, share_order: bool = True,
+         missing: Mapping[str, Mapping[str, int]] | None = None) -> Any:
     """The matplotlib Figure (one axis per panel); an empty panel says so instead of drawing nothing."""
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
@@ -107,19 +114,21 @@ def draw(panels: Sequence[tuple[str, Counts]], *, share_order: bool = True) -> A
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     for i, (ax, (title, counts), order) in enumerate(zip(axes, panels, orders, strict=True)):
         # Panels in the same order as their left neighbour leave the model names to it.
-        _panel(ax, title, counts, order, names=i == 0 or order != orders[i - 1])
+        _panel(ax, title, counts, order, names=i == 0 or order != orders[i - 1], missing=(missing or {}).get(title))
         # Every panel keeps the same bar thickness: a panel with fewer models leaves room below its bars.
         ax.set_ylim(len(order) - rows - 0.6, len(order) - 0.4)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    _legend(fig)
+    _legend(fig, any(any(m.values()) for m in (missing or {}).values()))
     return fig
 
 
-def _legend(fig: Any) -> None:
+def _legend(fig: Any, with_missing: bool = False) -> None:
     from matplotlib.patches import Patch
 
     handles = [Patch(color=COLOURS[r], label=LEGEND[r]) for r in RATINGS]
-    fig.legend(handles=handles, loc="outside upper center", ncols=4, frameon=False, fontsize=9)
+    if with_missing:
+        handles.append(Patch(color=MISSING_COLOUR, label=MISSING_LABEL))
+    fig.legend(handles=handles, loc="outside upper center", ncols=len(handles), frameon=False, fontsize=9)
 
 
 def plot_among_paper(sources: Sequence[tuple[str, Counts]], out: str | Path, paper: Counts | None = None) -> None:
@@ -135,7 +144,8 @@ def draw_among_paper(sources: Sequence[tuple[str, Counts]], paper: Counts | None
     ours: list[str] = []
     for source, counts in sources:
         for model, c in counts.items():
-            label = f"{MARK}{model} ({source}, n={sum(c.values())})"
+            n = sum(c.values())
+            label = f"{MARK}{model} ({source}, n={n}{', too few for a share' if n < FEW else ''})"
             merged[label] = c
             ours.append(label)
     order = sort_models(merged)
@@ -157,7 +167,8 @@ def draw_among_paper(sources: Sequence[tuple[str, Counts]], paper: Counts | None
     return fig
 
 
-def _panel(ax: Any, title: str, counts: Values, order: list[str], names: bool, percent: bool = False) -> None:
+def _panel(ax: Any, title: str, counts: Values, order: list[str], names: bool, percent: bool = False,
+           missing: Mapping[str, int] | None = None) -> None:
     ax.set_title(title, fontsize=11 if not percent else 10, loc="left")
     if not order:
         ax.text(0.5, 0.5, "no ratings yet", ha="center", va="center", transform=ax.transAxes, color="#666")
@@ -166,17 +177,20 @@ def _panel(ax: Any, title: str, counts: Values, order: list[str], names: bool, p
     y = list(range(len(order)))[::-1]  # the best model on top
     left = [0.0] * len(order)
     # A model whose answers were all unparsed has no bars: keep the axis from collapsing to zero width.
-    biggest = 100.0 if percent else max(max(sum(counts[m].values()) for m in order), 1)
-    for rating in RATINGS:
-        widths = [counts[m][rating] for m in order]
-        bars = ax.barh(y, widths, left=left, color=COLOURS[rating], height=0.72, edgecolor="white", linewidth=0.6)
+    gaps = [float((missing or {}).get(m, 0)) for m in order]
+    biggest = 100.0 if percent else max(max(sum(counts[m].values()) + g for m, g in zip(order, gaps, strict=True)), 1)
+    segments = [(r, [float(counts[m][r]) for m in order], COLOURS[r], INK[r]) for r in RATINGS]
+    if any(gaps):
+        segments.append((MISSING_LABEL, gaps, MISSING_COLOUR, "#1b1b1b"))
+    for _, widths, colour, ink in segments:
+        bars = ax.barh(y, widths, left=left, color=colour, height=0.72, edgecolor="white", linewidth=0.6)
         # Numbers only where the segment is wide enough to hold them legibly.
-        labels = [(f"{w:.0f}" if percent else str(w)) if w >= 0.045 * biggest else "" for w in widths]
-        ax.bar_label(bars, labels=labels, label_type="center", fontsize=8 if not percent else 7, color=INK[rating])
+        labels = [(f"{w:.0f}" if percent else f"{w:g}") if w >= 0.045 * biggest and w > 0 else "" for w in widths]
+        ax.bar_label(bars, labels=labels, label_type="center", fontsize=8 if not percent else 7, color=ink)
         left = [a + b for a, b in zip(left, widths, strict=True)]
     ax.set_yticks(y, order if names else [""] * len(order), fontsize=9)
     ax.set_xlim(0, biggest * 1.02)
-    ax.set_xlabel("share of ratings (%)" if percent else "ratings", fontsize=9)
+    ax.set_xlabel("share of ratings (%)" if percent else "answers (count)", fontsize=9)
     ax.tick_params(axis="x", labelsize=8)
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)

@@ -111,13 +111,19 @@ def chart(cfg: Config, out: Path, ratings: str = "", judge: str = "", paper: boo
         people = Study(study_folder(cfg)).export_rows()
     if people is not None:
         panels.append(("People", figures.count_ratings(people)))
+    missing: dict[str, dict[str, int]] = {}
     if judge:
-        panels.append(("LLM judge", figures.count_ratings(read_rows(judge, required=("model",)))))
+        graded = read_rows(judge, required=("model",))
+        panels.append(("LLM judge", figures.count_ratings(graded)))
+        missing["LLM judge"] = {}
+        for row in graded:  # answers the judge did not grade: a grey segment, not a gap
+            if row.get("rating") not in figures.RATINGS:
+                missing["LLM judge"][str(row["model"])] = missing["LLM judge"].get(str(row["model"]), 0) + 1
     if not panels and not paper:
         raise UserError("nothing to draw: no study here; pass --ratings, --judge or --paper")
     out.parent.mkdir(parents=True, exist_ok=True)
     if paper:
         figures.plot_among_paper([(SOURCE[title], counts) for title, counts in panels], out)
         return [title for title, _ in panels] + ["LaMini paper (people)"]
-    figures.plot_bars(panels, out)
+    figures.plot_bars(panels, out, missing=missing)
     return [title for title, _ in panels]

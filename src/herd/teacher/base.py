@@ -31,6 +31,10 @@ class Request:
     # An OpenAI `response_format` object as JSON text ('' = free text); a json_schema in it is what the local
     # backend constrains its decoding to (herd.teacher.structured). Part of the key when set.
     response_format: str = ""
+    # Score these candidate continuations instead of (or besides) writing a reply: a backend that can returns, in
+    # `Result.raw["scores"]`, each candidate's log-probability as the next token where the reply's grade goes
+    # (None where it could not see it). Part of the key only when set, so other requests keep their keys.
+    score: tuple[str, ...] = ()
 
     @staticmethod
     def chat(user: str, system: str | None = None, **params: Any) -> Request:
@@ -53,8 +57,9 @@ class Request:
         return out
 
     def key(self, model: str) -> str:
+        scored = [list(self.score)] if self.score else []
         blob = json.dumps(
-            [model, self.message_dicts(), self.params(), self.sample_index], sort_keys=True, ensure_ascii=False
+            [model, self.message_dicts(), self.params(), self.sample_index, *scored], sort_keys=True, ensure_ascii=False
         )
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
@@ -113,7 +118,8 @@ class Teacher(Protocol):
     """A backend: answers requests and hands each result to `emit` as soon as it is ready (any order).
 
     `model_id` is the identity that goes into journal keys: the same model behind a different URL is the same
-    teacher, so moving an endpoint does not pay twice.
+    teacher, so moving an endpoint does not pay twice. A backend that answers `Request.score` sets an attribute
+    `can_score = True` (optional: the judge reads it with getattr and grades from text without it).
     """
 
     model_id: str
@@ -121,3 +127,9 @@ class Teacher(Protocol):
     def run(self, requests: Sequence[Request], emit: Emit) -> None: ...
 
     def close(self) -> None: ...
+
+
+def scores_of(result: Result) -> dict[str, float | None] | None:
+    """The candidate log-probabilities a scoring request got back, or None when the backend returned none."""
+    scores = result.raw.get("scores") if isinstance(result.raw, dict) else None
+    return dict(scores) if isinstance(scores, dict) else None

@@ -4,13 +4,16 @@ Asked for `<example>` blocks (an instruction-generation prompt), it writes that 
 from a hash of the prompt (as a JSON object when the request carries the instructions schema); asked for a
 `Grade:` (the judge's rubric) it grades A-D, asked for a `Verdict:` (the hallucination probe) it says REJECTED or
 HALLUCINATED, both from a hash; asked anything else, it answers with a short sentence that quotes the question. The
-model name `fake-unparseable` answers judges with no grade at all, for testing re-asks. Token counts are word counts.
+model name `fake-unparseable` answers judges with no grade at all, for testing re-asks. A request with `score` (the
+judge's probability grading) gets log-probs for its candidates from the same hash, the best one on the grade the
+text judge would give. Token counts are word counts.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 import time
 from collections.abc import Sequence
@@ -31,12 +34,18 @@ class FakeTeacher:
         self.model_id = f"fake:{model}"
         self.latency_s = latency_s
         self.calls = 0
+        self.can_score = True
 
     def run(self, requests: Sequence[Request], emit: Emit) -> None:
         for req in requests:
             self.calls += 1
             if self.latency_s:
                 time.sleep(self.latency_s)
+            if req.score:
+                scores = candidate_logprobs(req)
+                emit(Result(request=req, ok=True, text=max(scores, key=lambda c: scores[c]), finish_reason="score",
+                            prompt_tokens=sum(len(c.split()) for _, c in req.messages), raw={"scores": scores}))
+                continue
             text = answer(req, self.model_id)
             words = len(text.split())
             emit(Result(
@@ -49,9 +58,27 @@ class FakeTeacher:
         return None
 
 
+def _digest(req: Request) -> bytes:
+    return hashlib.sha256(f"{req.messages}|{req.sample_index}|{req.temperature}".encode()).digest()
+
+
+def candidate_logprobs(req: Request) -> dict[str, float]:
+    """Log-probs for the request's candidates (sum of their probabilities below 1): a hash picks the favourite."""
+    digest = _digest(req)
+    favourite = digest[0] % len(req.score)
+    weights = [(1 + digest[1 + i] % 7) / 50 for i in range(len(req.score))]
+    weights[favourite] = 0.5
+    return {c: math.log(w) for c, w in zip(req.score, weights, strict=True)}
+
+
+def user_text(req: Request) -> str:
+    """The last user message (a judge's scoring request ends with the start of the assistant's reply)."""
+    return next((content for role, content in reversed(req.messages) if role == "user"), req.messages[-1][1])
+
+
 def answer(req: Request, model_id: str = "fake:fake") -> str:
-    prompt = req.messages[-1][1]
-    digest = hashlib.sha256(f"{req.messages}|{req.sample_index}|{req.temperature}".encode()).digest()
+    prompt = user_text(req)
+    digest = _digest(req)
     if "\nGrade: <" in prompt or "\nVerdict: <" in prompt:
         if model_id.endswith("unparseable"):
             return "I would rather not say."
@@ -75,3 +102,20 @@ def answer(req: Request, model_id: str = "fake:fake") -> str:
     words = prompt.split()
     head = " ".join(words[:12])
     return f"Here is a concise answer about: {head}. It covers the main point in {3 + digest[0] % 5} sentences."
+
+
+def reply_logprobs(req: Request, text: str, top_n: int) -> dict[str, object]:
+    """An OpenAI `logprobs` object for a reply (for the mock server): one entry per word; at a lone grade letter the
+    alternatives are the four grades (the chosen one most likely), elsewhere the word alone."""
+    digest = _digest(req)
+    content: list[dict[str, object]] = []
+    for token in re.findall(r"\s*\S+", text):
+        if token.strip() in ("A", "B", "C", "D"):
+            others = [g for g in "ABCD" if g != token.strip()]
+            alts = [(token, math.log(0.6))] + [(" " + g, math.log((1 + digest[i + 2] % 5) / 40))
+                                               for i, g in enumerate(others)]
+        else:
+            alts = [(token, -0.05)]
+        top = [{"token": t, "logprob": v, "bytes": list(t.encode())} for t, v in alts[:max(1, top_n)]]
+        content.append({"token": token, "logprob": alts[0][1], "bytes": list(token.encode()), "top_logprobs": top})
+    return {"content": content}

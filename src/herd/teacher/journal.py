@@ -79,15 +79,15 @@ class Journal:
                 chunk = keys[start : start + 500]
                 marks = ",".join("?" * len(chunk))
                 rows = self._db.execute(
-                    "SELECT key, text, finish_reason, prompt_tokens, completion_tokens, latency_s, attempts, cost "
+                    "SELECT key, text, finish_reason, prompt_tokens, completion_tokens, latency_s, attempts, cost, raw "
                     f"FROM calls WHERE status = 'ok' AND key IN ({marks})",
                     chunk,
                 ).fetchall()
-                for key, text, finish, pt, ct, lat, attempts, cost in rows:
+                for key, text, finish, pt, ct, lat, attempts, cost, raw in rows:
                     found[key] = Result(
                         request=wanted[key], ok=True, text=text or "", finish_reason=finish or "",
                         prompt_tokens=pt, completion_tokens=ct, latency_s=lat, attempts=attempts,
-                        cached=True, key=key, cost=cost,
+                        cached=True, key=key, cost=cost, raw=json.loads(raw) if raw else {},
                     )
         return found
 
@@ -96,7 +96,8 @@ class Journal:
         req = result.request
         row = (
             result.key or req.key(model), model, stage,
-            json.dumps({"messages": req.message_dicts(), "params": req.params(), "sample_index": req.sample_index}),
+            json.dumps({"messages": req.message_dicts(), "params": req.params(), "sample_index": req.sample_index,
+                        **({"score": list(req.score)} if req.score else {})}),
             result.text, result.finish_reason, json.dumps(result.raw) if result.raw else None,
             result.prompt_tokens, result.completion_tokens, result.latency_s,
             "ok" if result.ok else "failed", result.attempts, result.error, result.cost, time.time(),

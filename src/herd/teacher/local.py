@@ -42,6 +42,7 @@ class LocalTeacher:
         self._loaded: tuple[Any, Any] | None = None
         self._load_key: tuple[str, str, str] | None = None
         self._lock = threading.Lock()  # replaced by the shared model's lock: one generate() at a time per model
+        self.can_score = True  # requests with `score` get next-token log-probs (herd.teacher.scoring)
 
     def load(self) -> tuple[Any, Any]:
         """(model, tokenizer), loaded on first use; shared with other open teachers on the same model."""
@@ -60,8 +61,12 @@ class LocalTeacher:
         if not requests:
             return
         model, tokenizer = self.load()
+        scoring = [r for r in requests if r.score]
+        if scoring:
+            with self._lock:
+                self._score(model, tokenizer, scoring, emit)
         groups: dict[Any, list[tuple[Request, str]]] = {}
-        for req in requests:
+        for req in (r for r in requests if not r.score):
             prompt = chat_prompt(tokenizer, req)
             params, problem = _params_for(model, tokenizer, req, prompt)
             if problem:
@@ -100,6 +105,29 @@ class LocalTeacher:
             for index, (req, _) in enumerate(rows):
                 if index not in done:
                     emit(Result(request=req, ok=False, error=error, latency_s=time.monotonic() - started))
+
+    def _score(self, model: Any, tokenizer: Any, requests: list[Request], emit: Emit) -> None:
+        """Requests with `score`: one forward pass each, the candidates' next-token log-probs in raw["scores"]."""
+        from herd.teacher.scoring import score_prompts
+
+        by_candidates: dict[tuple[str, ...], list[Request]] = {}
+        for req in requests:
+            by_candidates.setdefault(req.score, []).append(req)
+        for candidates, group in by_candidates.items():
+            started = time.monotonic()
+            try:
+                scored = score_prompts(model, tokenizer, [chat_prompt(tokenizer, r) for r in group], candidates,
+                                       batch_size=self.cfg.batch_size)
+            except Exception as exc:  # a model or tokenizer that cannot score fails these requests, one line each
+                error = f"local: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
+                for req in group:
+                    emit(Result(request=req, ok=False, error=error, latency_s=time.monotonic() - started))
+                continue
+            for req, got in zip(group, scored, strict=True):
+                best = max(got["scores"], key=lambda c: got["scores"][c])
+                emit(Result(request=req, ok=True, text=best, finish_reason="score", prompt_tokens=got["prompt_tokens"],
+                            completion_tokens=0, latency_s=time.monotonic() - started,
+                            raw={"scores": got["scores"], "top": got["top"]}))
 
     def close(self) -> None:
         key, self._loaded, self._load_key = self._load_key, None, None
@@ -204,13 +232,16 @@ def chat_prompt(tokenizer: Any, req: Request) -> str:
     messages = req.message_dicts()
     if not getattr(tokenizer, "chat_template", None):
         return "\n\n".join(m["content"] for m in messages)
+    # A last assistant message is the start of the reply (e.g. "Grade:"): the model continues it.
+    prefill = {"continue_final_message": True} if messages[-1]["role"] == "assistant" else {
+        "add_generation_prompt": True}
     try:
-        return str(tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
+        return str(tokenizer.apply_chat_template(messages, tokenize=False, **prefill))
     except Exception:  # jinja raises TemplateError (e.g. "System role not supported")
         merged = _merge_system(messages)
         if merged == messages:
             raise
-        return str(tokenizer.apply_chat_template(merged, tokenize=False, add_generation_prompt=True))
+        return str(tokenizer.apply_chat_template(merged, tokenize=False, **prefill))
 
 
 def _merge_system(messages: list[dict[str, str]]) -> list[dict[str, str]]:

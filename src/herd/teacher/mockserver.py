@@ -9,6 +9,9 @@ a hash of (seed, request, attempt number) so a run is reproducible whatever the 
     429 (with Retry-After)  500  hang (longer than any client timeout)  truncated (JSON cut in half)
     empty (no choices)  no_content (a message without content)  garbage (an HTML page with status 200)
 
+Asked for `logprobs` it returns them (`logprobs = "on"`), leaves them out like an endpoint without them
+("ignored"), or answers 400 ("refused").
+
 The ledger counts, per request fingerprint (a hash of the request body), its attempts, its complete answers, and
 `repeats`: attempts that arrived after it had already been answered, which a client with a working cache never makes.
 
@@ -39,7 +42,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from herd.teacher.base import Request
-from herd.teacher.fake import answer
+from herd.teacher.fake import answer, reply_logprobs, user_text
 
 FAULT_KINDS = ("429", "500", "hang", "truncated", "empty", "no_content", "garbage")
 COUNTS = ("requests", "answers", "over_concurrency", "over_rpm", "unauthorized")
@@ -58,6 +61,7 @@ class MockOptions:
     models: tuple[str, ...] = ("mock",)
     hang_s: float = 600.0
     response_format: bool = True  # False: a request with `response_format` gets a 400, as from an older server
+    logprobs: str = "on"  # "on" | "ignored" | "refused"
 
     def __post_init__(self) -> None:
         unknown = set(self.faults) - set(FAULT_KINDS)
@@ -197,7 +201,7 @@ class MockServer:
         return max(0.0, oldest + self.options.rpm_window_s - time.monotonic())
 
 
-def completion(body: dict[str, Any]) -> dict[str, Any]:
+def completion(body: dict[str, Any], logprobs: bool = True) -> dict[str, Any]:
     """A chat.completion object answering `body` with herd's fake teacher (max_tokens counted in words)."""
     messages = tuple((str(m.get("role", "user")), str(m.get("content", ""))) for m in body["messages"])
     form = body.get("response_format")
@@ -210,8 +214,11 @@ def completion(body: dict[str, Any]) -> dict[str, Any]:
     prompt_tokens = sum(len(c.split()) for _, c in messages)
     digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:24]
     choice: dict[str, Any] = {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}
-    if body.get("logprobs"):
-        choice["logprobs"] = {"content": mock_logprobs(words[:limit], int(body.get("top_logprobs") or 0))}
+    if logprobs and body.get("logprobs"):
+        if "\nGrade: <" in user_text(request):  # a judge: the four grades are the alternatives at the letter
+            choice["logprobs"] = reply_logprobs(request, text, int(body.get("top_logprobs") or 1))
+        else:  # a response: the top-K of every word, as herd's token-level distillation keeps them
+            choice["logprobs"] = {"content": mock_logprobs(words[:limit], int(body.get("top_logprobs") or 0))}
     return {
         "id": f"chatcmpl-{digest}", "object": "chat.completion", "created": int(time.time()),
         "model": body["model"],
@@ -327,9 +334,13 @@ def _handler(server: MockServer) -> type[BaseHTTPRequestHandler]:
             if kind != "429":
                 time.sleep(server.options.latency_s)
             server.release()  # before the reply goes out: the client may send its next call the moment it reads
+            if kind is None and body.get("logprobs") and server.options.logprobs == "refused":
+                server.ledger.outcome(fingerprint, number, "refused")
+                self.error(400, "this model does not return logprobs")
+                return
             if kind is None:
                 server.ledger.outcome(fingerprint, number, "answer")
-                self.send_json(200, completion(body))
+                self.send_json(200, completion(body, server.options.logprobs == "on"))
                 return
             server.ledger.outcome(fingerprint, number, kind)
             self.send_fault(kind, body)
@@ -419,12 +430,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--api-key-env", default="", help="require the key held in this environment variable")
     parser.add_argument("--hang-s", type=float, default=600.0, help="longest a hung call stays silent")
     parser.add_argument("--no-response-format", action="store_true", help="answer response_format with a 400")
+    parser.add_argument("--logprobs", choices=("on", "ignored", "refused"), default="on",
+                        help="answer logprobs requests with log-probs, without them, or with a 400")
     parser.add_argument("--ledger-file", default="", help="write the ledger here as JSON on exit")
     args = parser.parse_args(argv)
     options = MockOptions(
         latency_s=args.latency, concurrency=args.concurrency, rpm=args.rpm, rpm_window_s=args.rpm_window,
         retry_after=args.retry_after, faults=parse_faults(args.faults), seed=args.seed, hang_s=args.hang_s,
-        api_key=os.environ[args.api_key_env] if args.api_key_env else None,
+        api_key=os.environ[args.api_key_env] if args.api_key_env else None, logprobs=args.logprobs,
         response_format=not args.no_response_format,
     )
     # Sleeping handler threads wake to a GIL another thread may hold for the whole default 5 ms switch interval;

@@ -35,6 +35,7 @@ DEFAULT_BASE_URL = "https://api.openai.com/v1"
 PREFLIGHT_TIMEOUT_S = 10.0
 RETRYABLE_4XX = (408, 409, 429)
 DETAIL_CHARS = 240
+TOP_LOGPROBS = 20  # the most OpenAI (and vLLM by default) return per position
 
 
 class OpenAITeacher:
@@ -47,6 +48,7 @@ class OpenAITeacher:
         self.urls = [u.rstrip("/") for u in (cfg.base_urls or [DEFAULT_BASE_URL])]
         self.cfg = cfg
         self._key = api_key
+        self.can_score = True  # asks for logprobs/top_logprobs; an endpoint that sends none is found at the first call
         self._secrets = sorted({api_key or "", *(x for u in self.urls for x in url_secrets(u))} - {""}, key=len,
                                reverse=True)
         if preflight:
@@ -155,6 +157,8 @@ class OpenAITeacher:
         body = {"model": self.model, "messages": request.message_dicts(), **request.params()}
         if request.top_logprobs:
             body["logprobs"] = True  # top_logprobs (in params) counts only with logprobs on
+        if request.score:  # a scoring request reads the candidates' log-probs where the reply first names one
+            body.update(logprobs=True, top_logprobs=TOP_LOGPROBS)
         async with state.slots:
             await state.pacer.wait(estimate_tokens(request))
             url = state.pick(avoid)
@@ -202,6 +206,9 @@ class OpenAITeacher:
         prompt_tokens = _int(usage.get("prompt_tokens"), request.prompt_chars() // 4)
         completion_tokens = _int(usage.get("completion_tokens"), len(content) // 4)
         raw = {k: body[k] for k in ("id", "model", "created", "system_fingerprint") if k in body}
+        if request.score:
+            scores = candidate_scores(choices[0], request.score)
+            raw.update({"scores": scores} if scores is not None else {"no_logprobs": True})
         return Result(
             request=request, ok=True, text=content, finish_reason=str(choices[0].get("finish_reason") or ""),
             prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, latency_s=latency_s,
@@ -238,6 +245,32 @@ async def _reap(live: set[asyncio.Task[None]]) -> set[asyncio.Task[None]]:
     for task in done:
         task.result()
     return pending
+
+
+def candidate_scores(choice: dict[str, Any], candidates: Sequence[str]) -> dict[str, float | None] | None:
+    """Log-probs of the candidates at the first reply token that is one of them (" A" counts as "A"), from the
+    choice's `logprobs.content[].top_logprobs`; None when the endpoint sent no log-probs at all."""
+    import math
+
+    logprobs = choice.get("logprobs")
+    content = logprobs.get("content") if isinstance(logprobs, dict) else None
+    if not isinstance(content, list) or not content:
+        return None
+    for position in content:
+        if not isinstance(position, dict) or str(position.get("token", "")).strip() not in candidates:
+            continue
+        seen: dict[str, float] = {}  # token text -> log-prob, so the chosen token is not counted twice
+        for alt in [*(position.get("top_logprobs") or []), position]:
+            if isinstance(alt, dict) and isinstance(alt.get("logprob"), (int, float)):
+                seen.setdefault(str(alt.get("token", "")), float(alt["logprob"]))
+        found: dict[str, float | None] = dict.fromkeys(candidates)
+        for token, value in seen.items():
+            name = token.strip()
+            if name in found:
+                before = found[name]
+                found[name] = value if before is None else math.log(math.exp(before) + math.exp(value))
+        return found
+    return dict.fromkeys(candidates)
 
 
 def check_settings(cfg: TeacherConfig) -> None:

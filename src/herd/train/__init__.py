@@ -26,7 +26,7 @@ from herd.prompts import read_prompt
 from herd.rundir import redact, run_path, versions, write_json
 from herd.students import META_FILE, Family, check_wrapper, family_of_config
 from herd.students.training import ensure_pad_token, packing_is_exact, supports_packing
-from herd.train import device
+from herd.train import device, heldout
 from herd.train.build import build_student, default_name, init_from_teacher_layers, student_config
 from herd.train.data import Pairs, load_pairs, tokenise
 from herd.train.finish import finish_student, model_kwargs, with_lora
@@ -86,6 +86,8 @@ def run(cfg: Config, callbacks: Sequence[Any] = ()) -> Path:
     wrapper = check_wrapper(read_prompt(tc.wrapper), "train.wrapper") if tc.wrapper else None
     plans = plan_students(tc, world_size())
     pairs = load_pairs(tc.data, cfg, (tc.instruction_column, tc.response_column), tc.data_split)
+    pairs = heldout.hold_out(pairs, tc.heldout_rows, cfg.run.seed)
+    held = pairs.heldout
     usable = pairs.manifest["rows"] - (max(1, round(pairs.manifest["rows"] * tc.eval_fraction))
                                        if tc.eval_fraction else 0)
     for plan in plans:
@@ -94,6 +96,9 @@ def run(cfg: Config, callbacks: Sequence[Any] = ()) -> Path:
                             "training pairs (lower train.batch_size)")
     kd = prepare_kd(tc, plans, run_path(cfg))  # a student without the teacher's vocabulary stops here, exit 2
     out = Path(tc.output) if tc.output else run_path(cfg) / "train"
+    if held is not None and is_main():
+        heldout.write_heldout(held, out / "heldout.jsonl")
+        pairs.manifest["heldout"]["teacher"] = heldout.teacher_loss(cfg, held)
     results = []
     for plan in plans:
         if (out / plan.name / META_FILE).is_file() and not tc.overwrite:
@@ -155,6 +160,9 @@ def train_one(cfg: Config, plan: Plan, pairs: Pairs, wrapper: str | None, extra:
     ensure_pad_token(student.model, student.tokenizer)
     side, student.tokenizer.padding_side = student.tokenizer.padding_side, "right"
     options = {"max_length": tc.max_length, "mask_prompt": tc.mask_prompt, "response_prefix": tc.response_prefix}
+    held = pairs.heldout
+    before = None if held is None else heldout.measure(student.model, student.tokenizer, plan.family, wrapper,
+                                                       options, held)
     with PartialState().main_process_first():
         data = tokenise(pairs, plan.family, student.tokenizer, wrapper, options, tc.eval_fraction, cfg.run.seed,
                         kd=(kd["targets"], int(kd["meta"]["k"])) if kd else None)
@@ -188,12 +196,14 @@ def train_one(cfg: Config, plan: Plan, pairs: Pairs, wrapper: str | None, extra:
         "sampler": batches.sampler, "collator": batches.collator, "kd_weight": kd["weight"] if kd else 0.0,
         "callbacks": [progress_callback(label, cfg.run.quiet), *callbacks]})
     result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    after = None if held is None else heldout.measure(trainer.model, student.tokenizer, plan.family, wrapper,
+                                                      options, held)
     student.tokenizer.padding_side = side
     context = {"plan": plan, "pairs": pairs, "data": data, "packing": packing, "wrapper": wrapper,
                "result": result, "work": work, "out": out, "main": is_main(),
                "batching": batches.info() | {"gradient_checkpointing_reason": why},
                "objective": {**kd_record(kd, tc), **({"coverage": data.kd} if kd else {})}}
-    return finish_student(trainer, student, tc, context)
+    return {**finish_student(trainer, student, tc, context), **heldout.entry(before, after)}
 
 
 @dataclass

@@ -36,6 +36,7 @@ class Pairs:
     dataset: Any
     source: str
     manifest: dict[str, Any] = field(default_factory=dict)
+    heldout: Any = None  # pairs split off by train.heldout_rows (herd.train.heldout): never trained on
 
 
 @dataclass
