@@ -53,15 +53,20 @@ def options() -> argparse.Namespace:
     parser.add_argument("--vocab", type=int, default=0, help="embedding rows (0 = the tokenizer's ~300)")
     parser.add_argument("--t5-vocab", type=int, default=-1, help="the encoder-decoder's (-1 = --vocab)")
     parser.add_argument("--rows", type=int, default=1500)
-    parser.add_argument("--repeats", type=int, default=2, help="rounds of every side, order rotated; best counts")
+    parser.add_argument("--repeats", type=int, default=None,
+                        help="rounds of every side, order rotated; best counts (default 2; --quick: 1)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (CPU); the same for every side")
     parser.add_argument("--peak-tflops", type=float, default=0.0, help="the GPU's peak dense bf16 TFLOP/s")
     parser.add_argument("--profile", type=Path, default=None, help="write torch profiler top-10 tables here")
     parser.add_argument("--herd-set", action="append", default=[], metavar="KEY=VALUE",
                         help="extra herd config override for herd's side")
     opts = parser.parse_args()
-    if opts.quick:
+    if opts.quick:  # small layers, but the real output layers: GPT-2's 50,257 and T5's 32,128 vocabularies
         opts.layers, opts.dim, opts.steps, opts.rows, opts.accumulation = 2, 128, 4, 600, 4
+        opts.vocab = opts.vocab or 50257
+        opts.t5_vocab = opts.t5_vocab if opts.t5_vocab >= 0 else 32128
+    if opts.repeats is None:
+        opts.repeats = 1 if opts.quick else 2
     return opts
 
 

@@ -20,5 +20,7 @@ def test_quiet_progress_speaks_at_once_and_never_extrapolates_from_a_batchs_firs
     lines = capsys.readouterr().err.splitlines()
     assert lines[0].startswith("[teacher] 0/32") and "eta ?" in lines[0]
     assert len([x for x in lines if x.startswith("[teacher] 0/32")]) >= 3
-    counts = {line.split()[1] for line in lines}
-    assert counts <= {"0/32", "16/32"} and lines[-1].startswith("[teacher] 16/32")
+    counts = [line.split()[1] for line in lines]
+    # the 16 rows land within microseconds: no line per row (a 50 ms timer tick may fall inside the loop once)
+    assert len([c for c in counts if c not in ("0/32", "16/32")]) <= 1
+    assert lines[-1].startswith("[teacher] 16/32")
