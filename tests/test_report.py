@@ -109,3 +109,27 @@ def test_side_by_side_says_how_many_it_shows(tmp_path):
     md = (root / "report.md").read_text()
     assert "The first 8 of 12 evaluation instructions; all 12 are in answers/data.jsonl." in md
     assert "| question 0 | (empty answer) | answer 0 |" in md
+
+
+def test_dataset_lengths_are_counted_as_stats_counts_them(tmp_path):
+    """The dataset table's mean lengths agree with the stats stage's lengths figure for the same rows: its own
+    numbers when stats described this file, else stats' word counter (words and punctuation), not str.split()."""
+    from herd import report, stats
+    from herd.stats.measures import word_counter
+
+    ins = tmp_path / "pairs.jsonl"
+    rows = [{"id": f"p{n}", "instruction": f"Explain, briefly: idea {n}!", "response": "It is (mostly) fine.",
+             "instruction_source": "alpaca"} for n in range(5)]
+    ins.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = load_config(None, [f"run.dir={str(tmp_path / 'runs')!r}", "run.name=r", f"responses.input={str(ins)!r}",
+                             "run.stages=['responses', 'stats']"])
+    root = tmp_path / "runs" / "r"
+    (root / "responses").mkdir(parents=True)
+    (root / "responses" / "data.jsonl").write_text(ins.read_text())
+    count = word_counter("words")
+    expected = sum(count([r["instruction"]])[0] for r in rows) / len(rows)
+    assert expected != sum(len(r["instruction"].split()) for r in rows) / len(rows)  # the two counts differ here
+    assert f"| alpaca | 5 | {expected:.1f} |" in (report.run(cfg) / "report.md").read_text()
+    stats.run(cfg)
+    described = json.loads((root / "stats" / "stats.json").read_text())["sources"]["alpaca"]["instruction_tokens"]
+    assert f"| alpaca | 5 | {described['mean']:.1f} |" in (report.run(cfg) / "report.md").read_text()

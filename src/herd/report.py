@@ -131,23 +131,44 @@ def final_dataset(cfg: Config) -> Path | None:
     return None
 
 
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        found = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
 def dataset(cfg: Config, root: Path) -> Section:
+    """Pairs per source and their mean lengths, counted as herd stats counts them (its figures show the same rows),
+    read from stats.json where the stats stage described exactly this file, else with stats' word counter."""
+    from herd.stats.measures import word_counter
+
     s = Section("Dataset")
     path = final_dataset(cfg)
     if path is None:
         return s
     counts: Counter[str] = Counter()
     lengths: dict[str, list[tuple[int, int]]] = defaultdict(list)
+    count = word_counter("words")
     for row in iter_rows(path):
         source = str(row.get("instruction_source") or "?")
         counts[source] += 1
-        words = (len(str(row.get("instruction", "")).split()), len(str(row.get("response", "")).split()))
-        lengths[source].append(words)
+        lengths[source].append((count([str(row.get("instruction", ""))])[0], count([str(row.get("response", ""))])[0]))
+    described = _read_json(root / "stats" / "stats.json")
+    same = (Path(str(described.get("input", ""))).resolve() == path.resolve()
+            and described.get("rows") == sum(counts.values()))
+    unit = str(described.get("tokenizer", "words")) if same else "words"
     rows = []
     for source, n in counts.most_common():
         ls = lengths[source]
-        rows.append([source, n, f"{sum(a for a, _ in ls) / n:.1f}", f"{sum(b for _, b in ls) / n:.1f}"])
-    s.table(["instruction_source", "pairs", "avg instruction words", "avg response words"], rows, str(path))
+        means = [sum(a for a, _ in ls) / n, sum(b for _, b in ls) / n]
+        found = described.get("sources", {}).get(source, {}) if same else {}
+        if found:
+            means = [float(found["instruction_tokens"]["mean"]), float(found["response_tokens"]["mean"])]
+        rows.append([source, n, f"{means[0]:.1f}", f"{means[1]:.1f}"])
+    s.table(["instruction_source", "pairs", f"avg instruction tokens ({unit})", f"avg response tokens ({unit})"], rows,
+            str(path))
     for png in sorted((root / "stats").glob("*.png")):
         s.image(png, png.stem.replace("_", " "))
     return s
