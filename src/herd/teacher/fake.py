@@ -76,13 +76,19 @@ def user_text(req: Request) -> str:
     return next((content for role, content in reversed(req.messages) if role == "user"), req.messages[-1][1])
 
 
+def asks_for_grade(req: Request) -> bool:
+    """Whether the request is the judge's rubric (its prompt ends asking for `Grade: <letter>`)."""
+    return "\nGrade: <" in user_text(req)
+
+
 def answer(req: Request, model_id: str = "fake:fake") -> str:
     prompt = user_text(req)
     digest = _digest(req)
-    if "\nGrade: <" in prompt or "\nVerdict: <" in prompt:
+    grade = asks_for_grade(req)
+    if grade or "\nVerdict: <" in prompt:
         if model_id.endswith("unparseable"):
             return "I would rather not say."
-        if "\nGrade: <" in prompt:
+        if grade:
             return f"Grade: {'ABCD'[digest[0] % 4]}\nReason: graded by the fake judge."
         return f"Verdict: {('REJECTED', 'HALLUCINATED')[digest[0] % 2]}\nReason: marked by the fake judge."
     schema = json.loads(schema_text(req.response_format) or "{}")

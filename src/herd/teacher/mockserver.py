@@ -24,7 +24,6 @@ As a process:     `python -m herd.teacher.mockserver --port 0 --latency 0.05 --c
 from __future__ import annotations
 
 import argparse
-import collections
 import hashlib
 import json
 import os
@@ -41,11 +40,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from herd.teacher.base import Request
-from herd.teacher.fake import answer, reply_logprobs, user_text
-
-FAULT_KINDS = ("429", "500", "hang", "truncated", "empty", "no_content", "garbage")
-COUNTS = ("requests", "answers", "over_concurrency", "over_rpm", "unauthorized")
+from herd.teacher.mockledger import FAULT_KINDS, Ledger, parse_faults
+from herd.teacher.mockreplies import completion
 
 
 @dataclass
@@ -69,54 +65,6 @@ class MockOptions:
             raise ValueError(f"unknown fault kinds {sorted(unknown)}; known: {', '.join(FAULT_KINDS)}")
         if sum(self.faults.values()) > 1.0:
             raise ValueError("fault rates add up to more than 1")
-
-
-class Ledger:
-    """Everything the server saw, safe to read from any thread; `snapshot()` is JSON-ready."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.calls: dict[str, dict[str, Any]] = {}
-        self.counts: collections.Counter[str] = collections.Counter()
-        self.in_flight = 0
-        self.max_in_flight = 0
-        self.arrivals: collections.deque[float] = collections.deque()
-
-    def attempt(self, fingerprint: str, prompt: str) -> int:
-        """Count an attempt; returns its number for this fingerprint (1-based). Call with `lock` held."""
-        entry = self.calls.setdefault(
-            fingerprint, {"prompt": prompt, "attempts": 0, "answers": 0, "repeats": 0, "faults": {}, "events": []}
-        )
-        entry["attempts"] += 1
-        if entry["answers"]:
-            entry["repeats"] += 1
-        entry["events"].append([round(time.time(), 6), None])  # wall clock: comparable with other processes
-        self.counts["requests"] += 1
-        return int(entry["attempts"])
-
-    def outcome(self, fingerprint: str, number: int, kind: str) -> None:
-        """What attempt `number` of a call came to: 'answer', a fault kind, 'over_rpm' or 'over_concurrency'."""
-        with self.lock:
-            self.record(fingerprint, number, kind)
-
-    def record(self, fingerprint: str, number: int, kind: str) -> None:
-        """`outcome` for a caller that holds `lock`."""
-        entry = self.calls[fingerprint]
-        entry["events"][number - 1][1] = kind
-        self.counts["answers" if kind == "answer" else kind] += 1
-        if kind == "answer":
-            entry["answers"] += 1
-        elif kind in FAULT_KINDS:
-            entry["faults"][kind] = entry["faults"].get(kind, 0) + 1
-
-    def snapshot(self) -> dict[str, Any]:
-        with self.lock:
-            return {
-                **{k: self.counts.get(k, 0) for k in COUNTS},
-                "faults": {k: self.counts[k] for k in FAULT_KINDS if self.counts.get(k)},
-                "max_in_flight": self.max_in_flight,
-                "calls": json.loads(json.dumps(self.calls)),
-            }
 
 
 class MockServer:
@@ -199,49 +147,6 @@ class MockServer:
         with self.ledger.lock:
             oldest = self.ledger.arrivals[0] if self.ledger.arrivals else time.monotonic()
         return max(0.0, oldest + self.options.rpm_window_s - time.monotonic())
-
-
-def completion(body: dict[str, Any], logprobs: bool = True) -> dict[str, Any]:
-    """A chat.completion object answering `body` with herd's fake teacher (max_tokens counted in words)."""
-    messages = tuple((str(m.get("role", "user")), str(m.get("content", ""))) for m in body["messages"])
-    form = body.get("response_format")
-    request = Request(messages=messages, temperature=float(body.get("temperature", 1.0)),
-                      response_format=json.dumps(form) if isinstance(form, dict) else "")
-    words = answer(request).split()
-    limit = int(body.get("max_tokens") or 1 << 30)
-    finish = "length" if len(words) > limit else "stop"
-    text = " ".join(words[:limit])
-    prompt_tokens = sum(len(c.split()) for _, c in messages)
-    digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:24]
-    choice: dict[str, Any] = {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}
-    if logprobs and body.get("logprobs"):
-        if "\nGrade: <" in user_text(request):  # a judge: the four grades are the alternatives at the letter
-            choice["logprobs"] = reply_logprobs(request, text, int(body.get("top_logprobs") or 1))
-        else:  # a response: the top-K of every word, as herd's token-level distillation keeps them
-            choice["logprobs"] = {"content": mock_logprobs(words[:limit], int(body.get("top_logprobs") or 0))}
-    return {
-        "id": f"chatcmpl-{digest}", "object": "chat.completion", "created": int(time.time()),
-        "model": body["model"],
-        "choices": [choice],
-        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": min(len(words), limit),
-                  "total_tokens": prompt_tokens + min(len(words), limit)},
-    }
-
-
-def mock_logprobs(words: list[str], k: int) -> list[dict[str, Any]]:
-    """OpenAI-shaped `logprobs.content`: one entry per word (the mock's tokens), the word itself most likely and
-    k - 1 other words of the answer after it, log-probs drawn from a hash of the word (deterministic)."""
-    out = []
-    for i, word in enumerate(words):
-        others = [w for w in dict.fromkeys(words) if w != word][: max(0, k - 1)]
-        top = [word, *others]
-        seed = hashlib.sha256(word.encode()).digest()
-        lps = sorted((-0.1 - (seed[j] / 64.0) * (j + 1) for j in range(len(top))), reverse=True)
-        candidates = [{"token": t, "logprob": round(lp, 4), "bytes": list(t.encode())}
-                      for t, lp in zip(top, lps, strict=True)]
-        out.append({"token": word, "logprob": candidates[0]["logprob"], "bytes": list(word.encode()),
-                    "top_logprobs": candidates if k else [], "position": i})
-    return out
 
 
 def _handler(server: MockServer) -> type[BaseHTTPRequestHandler]:
@@ -406,15 +311,6 @@ def fetch_ledger(url: str) -> dict[str, Any]:
     import httpx
 
     return dict(httpx.get(f"{url}/_ledger", timeout=30).json())
-
-
-def parse_faults(text: str) -> dict[str, float]:
-    """'429=0.1,500=0.05' -> {'429': 0.1, '500': 0.05}."""
-    out: dict[str, float] = {}
-    for item in filter(None, (p.strip() for p in text.split(","))):
-        kind, _, rate = item.partition("=")
-        out[kind.strip()] = float(rate)
-    return out
 
 
 def main(argv: list[str] | None = None) -> None:
