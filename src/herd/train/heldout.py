@@ -71,8 +71,12 @@ def pad_id(tokenizer: Any) -> int:
 
 
 def _loss(model: Any, rows: list[tuple[list[int], list[int]]], seq2seq: bool, pad: int) -> dict[str, Any]:
-    """Token-weighted mean cross-entropy over the labelled tokens (labels -100 carry none)."""
+    """Token-weighted mean cross-entropy over the labelled tokens (labels -100 carry none): the training loss
+    (herd.train.loss.label_loss, summed) over the held-out rows, tokens counted on the host as training counts them."""
     import torch
+
+    from herd.train.collate import label_tokens
+    from herd.train.loss import label_loss
 
     was_training = model.training
     model.eval()
@@ -84,17 +88,10 @@ def _loss(model: Any, rows: list[tuple[list[int], list[int]]], seq2seq: bool, pa
             ids, mask = _right_pad([r[0] for r in batch], pad)
             labels = _right_pad([r[1] for r in batch], -100)[0]
             ids, mask, labels = ids.to(device), mask.to(device), labels.to(device)
-            with torch.inference_mode():
-                if seq2seq:
-                    logits = model(input_ids=ids, attention_mask=mask, labels=labels).logits
-                    target = labels
-                else:
-                    logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1]
-                    target = labels[:, 1:]
-                loss = torch.nn.functional.cross_entropy(logits.float().reshape(-1, logits.shape[-1]),
-                                                         target.reshape(-1), ignore_index=-100, reduction="sum")
-            total += float(loss)
-            count += int((target != -100).sum())
+            with torch.inference_mode():  # T5 builds its decoder inputs from the labels
+                logits = model(input_ids=ids, attention_mask=mask, **({"labels": labels} if seq2seq else {})).logits
+                total += float(label_loss(logits, labels, not seq2seq, 1))
+            count += sum(label_tokens(r[1], not seq2seq) for r in batch)
     finally:
         model.train(was_training)
     if not count:
