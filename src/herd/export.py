@@ -69,7 +69,7 @@ def run(cfg: Config) -> Path:
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         files = write_shards(source, scan, tmp, ec)
-        from herd.card import card_text
+        from herd.dataset_card import card_text
 
         (tmp / "README.md").write_text(card_text(cfg, scan, source, files), encoding="utf-8")
         manifest = {

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from herd.bench import cache
-from herd.bench.models import ModelSpec, default_cache_dir, resolve_models
+from herd.bench.model_specs import ModelSpec, default_cache_dir, resolve_models
 from herd.bench.report import Scored, lamini_decoders, paper_table, score_of
 from herd.bench.tasks import TaskSpec, build_tasks, load_suite, resolve
 from herd.config import BenchConfig, Config

@@ -20,7 +20,7 @@ from herd.rundir import versions
 from herd.students import Family, Student
 from herd.students.saving import card_facts, save_student
 from herd.students.training import attention_kernel, peft_task
-from herd.train.card import write_card
+from herd.train.model_card import write_card
 from herd.train.recipe import provenance
 
 
