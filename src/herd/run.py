@@ -274,7 +274,8 @@ def run_chain(
     if cfg.sources:
         from herd.sources import preflight
 
-        preflight(cfg, [s for s in stages if s.source and s.kind != "responses"])  # every seed pool and prompt set
+        # every seed pool and prompt set
+        preflight(cfg, [(s.kind, stage_config(cfg, s)) for s in stages if s.source and s.kind != "responses"])
     for number, spec in enumerate(stages, start=1):
         tag = f"[{number}/{len(stages)}] {spec.name}"
         if not force and state.finished(spec.name, keys[spec.name]) and spec.name != "report":

@@ -37,7 +37,7 @@ __all__ = ["run", "init_from_teacher_layers", "plan_students"]
 
 
 @dataclass
-class Plan:
+class StudentSpec:
     """One student to train: its table, resolved name, model config, family and recipe."""
 
     table: StudentConfig
@@ -56,20 +56,20 @@ def is_main() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-def plan_students(tc: TrainConfig, world: int = 1) -> list[Plan]:
+def plan_students(tc: TrainConfig, world: int = 1) -> list[StudentSpec]:
     """Every student with its config and recipe, checked without loading weights."""
     tables = list(tc.students)
     if tc.student:
         tables.insert(0, StudentConfig(base=tc.student))
     if not tables:
         raise UserError("train: no student (set train.student, or add [[train.students]] tables)")
-    plans: list[Plan] = []
+    plans: list[StudentSpec] = []
     for index, table in enumerate(tables):
         where = "train.student" if tc.student and index == 0 else f"train.students[{index - bool(tc.student)}]"
         config = student_config(table, where)
         family = family_of_config(config, table.base)
         device.check_precision(tc.precision, config, where, table.base)
-        plans.append(Plan(table, where, default_name(table), config, family, resolve(tc, table, family, world)))
+        plans.append(StudentSpec(table, where, default_name(table), config, family, resolve(tc, table, family, world)))
     names = [p.name for p in plans]
     for name in names:
         if names.count(name) > 1 or "/" in name or name.startswith("."):
@@ -125,7 +125,7 @@ def say(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
 
-def prepare_kd(tc: TrainConfig, plans: list[Plan], run_dir: Path) -> dict[str, Any] | None:
+def prepare_kd(tc: TrainConfig, plans: list[StudentSpec], run_dir: Path) -> dict[str, Any] | None:
     """objective kd: the sidecar's targets and metadata, after checking every student's vocabulary against it."""
     if tc.objective != "kd":
         return None
@@ -149,7 +149,7 @@ def kd_record(kd: dict[str, Any] | None, tc: TrainConfig) -> dict[str, Any]:
             "distribution": meta.get("distribution", "")}
 
 
-def train_one(cfg: Config, plan: Plan, pairs: Pairs, wrapper: str | None, extra: tuple[Sequence[Any], Any],
+def train_one(cfg: Config, plan: StudentSpec, pairs: Pairs, wrapper: str | None, extra: tuple[Sequence[Any], Any],
               out: Path) -> dict[str, Any]:
     from accelerate import PartialState
 
@@ -230,7 +230,7 @@ class Batches:
                                                                  sorted(self.shapes.items())}}
 
 
-def setup_batches(data: Any, plan: Plan, tc: TrainConfig, student: Any, packing: bool, seed: int) -> Batches:
+def setup_batches(data: Any, plan: StudentSpec, tc: TrainConfig, student: Any, packing: bool, seed: int) -> Batches:
     """Token-budget micro-batches for one student (UserError if batch_tokens cannot hold its longest example)."""
     from herd.train.batching import TokenBudgetBatches, accumulation_for, make_layout, smallest_budget
     from herd.train.collate import BucketCollator, PackedCollator
@@ -253,7 +253,7 @@ def setup_batches(data: Any, plan: Plan, tc: TrainConfig, student: Any, packing:
     return Batches(sampler, collator, layout, accumulation, micro, dict(sampler.shapes()), len(data.sizes))
 
 
-def decide_packing(mode: str, model: Any, plan: Plan) -> bool:
+def decide_packing(mode: str, model: Any, plan: StudentSpec) -> bool:
     """Pack decoder-only examples into fixed-length rows when the model provably keeps packed examples apart (see
     packing_is_exact). auto packs under flash-attention, whose varlen kernel attends within each example only;
     with SDPA/eager a packed row needs a block-diagonal mask over the whole row, and length buckets measured faster

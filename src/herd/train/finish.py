@@ -16,7 +16,7 @@ from typing import Any
 from herd import __version__
 from herd.config import TrainConfig
 from herd.errors import UserError
-from herd.rundir import versions
+from herd.rundir import publish, versions
 from herd.students import Family, Student
 from herd.students.saving import card_facts, save_student
 from herd.students.training import attention_kernel, peft_task
@@ -115,20 +115,10 @@ def finish_student(trainer: Any, student: Student, tc: TrainConfig, ctx: dict[st
         if (work / "runs").is_dir():
             shutil.move(str(work / "runs"), str(final / "runs"))  # TensorBoard event files travel with the model
         _readable(final)
-        _publish(final, folder)
+        publish(final, folder)
         shutil.rmtree(work, ignore_errors=True)
     trainer.accelerator.wait_for_everyone()
     return {"name": plan.name, "path": str(folder), "family": plan.family, "base_model": plan.table.base, **stats}
-
-
-def _publish(final: Path, folder: Path) -> None:
-    """Put the finished checkpoint in place with renames only (an old one, with overwrite, goes last)."""
-    old = folder.with_name(folder.name + ".old")
-    if folder.exists():
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(folder, old)
-    os.replace(final, folder)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def _readable(folder: Path) -> None:
