@@ -22,6 +22,10 @@ KNOWN = {
     ("herd.students", "herd.students.training"),
     # students.source_args resolves 'embedded' through the teacher's converted copy, which loads with load_student
     ("herd.students", "herd.teacher.embedded"),
+    # cli/__init__.py registers the command modules, and they take `app`, the option types, `load`, `options` and
+    # `say` from it (`cli`): those belong in a module of their own that both import
+    *((f"herd.cli.{group}_cmds", "herd.cli") for group in ("data", "eval", "judge", "rate", "run", "teacher", "train",
+                                                             "use")),
 }
 
 

@@ -14,7 +14,6 @@ The same command runs under `accelerate launch` (DDP, FSDP, DeepSpeed; configs/a
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Any
 
 from herd.config import Config, StudentConfig, TrainConfig
 from herd.errors import UserError
+from herd.progress import note
 from herd.prompts import read_prompt
 from herd.rundir import redact, run_path, versions, write_json
 from herd.students import META_FILE, Family, check_wrapper, family_of_config
@@ -102,7 +102,7 @@ def run(cfg: Config, callbacks: Sequence[Any] = ()) -> Path:
     results = []
     for plan in plans:
         if (out / plan.name / META_FILE).is_file() and not tc.overwrite:
-            say(f"train: {plan.name} is already trained ({out / plan.name}); skipped")
+            note(f"train: {plan.name} is already trained ({out / plan.name}); skipped")
             results.append({"name": plan.name, "path": str(out / plan.name), "skipped": True})
             continue
         results.append(train_one(cfg, plan, pairs, wrapper, (callbacks, kd), out))
@@ -118,11 +118,6 @@ def quiet_transformers() -> None:
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
-
-
-def say(line: str) -> None:
-    if is_main():
-        print(line, file=sys.stderr, flush=True)
 
 
 def prepare_kd(tc: TrainConfig, plans: list[StudentSpec], run_dir: Path) -> dict[str, Any] | None:
@@ -190,7 +185,7 @@ def train_one(cfg: Config, plan: StudentSpec, pairs: Pairs, wrapper: str | None,
         _clear_if_changed(work, plan_record)
     resume = resume_point(work, plan_record, is_main())
     if resume is not None:
-        say(f"train: {plan.name} resumes from {resume.name}")
+        note(f"train: {plan.name} resumes from {resume.name}")
     label = f"train {plan.name}"
     trainer = make_trainer(plan.family, model, args, student.tokenizer, data, {
         "sampler": batches.sampler, "collator": batches.collator, "kd_weight": kd["weight"] if kd else 0.0,
