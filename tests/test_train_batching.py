@@ -82,7 +82,7 @@ def step_examples(tiny_models, family: str) -> tuple[object, object, list[dict[s
     import datasets
 
     from herd.students import default_wrapper, load_student
-    from herd.students.training import ensure_pad_token
+    from herd.students import ensure_pad_token
     from herd.train.data import Pairs, tokenise
 
     student = load_student(str(tiny_models["t5" if family == "seq2seq" else "llama"]), device="cpu")
@@ -159,7 +159,7 @@ def test_packed_rows_never_attend_across_examples(tiny_models):
     import torch
 
     from herd.students import load_student
-    from herd.students.training import ensure_pad_token
+    from herd.students import ensure_pad_token
     from herd.train.batching import segment
     from herd.train.collate import PackedCollator
 
