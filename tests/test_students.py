@@ -10,9 +10,17 @@ import sys
 import pytest
 
 from herd.errors import UserError
-from herd.students import IGNORE, default_wrapper, family_of, fill, format_prompt, load_student, read_meta
+from herd.students import (
+    IGNORE,
+    default_wrapper,
+    ensure_pad_token,
+    family_of,
+    fill,
+    format_prompt,
+    load_student,
+    read_meta,
+)
 from herd.students.saving import save_student
-from herd.students import ensure_pad_token
 from herd.students.training import encode_pairs, packing_is_exact
 from herd.train.collate import BucketCollator
 
