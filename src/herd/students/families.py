@@ -102,7 +102,7 @@ def family_spec(family: str) -> FamilySpec:
 
 
 def spec_of_model(model: Any) -> FamilySpec:
-    """The description of an already loaded language model (the one place that reads `is_encoder_decoder`)."""
+    """The description of an already loaded language model (its config says `is_encoder_decoder`)."""
     return SEQ2SEQ if getattr(model.config, "is_encoder_decoder", False) else CAUSAL
 
 
