@@ -4,8 +4,9 @@ the family's name (or a model's `config.is_encoder_decoder`) itself.
 What differs between an encoder-decoder (T5, Flan-T5) and a decoder-only model (GPT-2, LLaMA, SmolLM2) is written
 here once: the classes that load and train it, how its prompts are built, whether its examples pack, how its labels
 line up with its inputs, where a generation batch is padded, and how its prompt and answer share the context
-(`over_context`: the one context-budget rule of generate, chat and serve). Also which family a config is, and how
-long a context a model declares. Reads model configs; writes nothing.
+(`over_context`: the one context-budget rule of generate, chat and serve). herd.train's collators and batch layouts
+ask `separate_decoder` and `packs`, its loss `shifts_labels`. Also which family a config is, and how long a context
+a model declares. Reads model configs; writes nothing.
 """
 
 from __future__ import annotations
