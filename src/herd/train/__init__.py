@@ -25,7 +25,9 @@ from herd.progress import note
 from herd.prompts import read_prompt
 from herd.rundir import redact, run_path, versions, write_json
 from herd.students import META_FILE, Family, check_wrapper, family_of_config
-from herd.students.training import ensure_pad_token, packing_is_exact, supports_packing
+from herd.students.families import family_spec
+from herd.students.padding import ensure_pad_token
+from herd.students.training import packing_is_exact
 from herd.train import device, heldout
 from herd.train.build import build_student, default_name, init_from_teacher_layers, student_config
 from herd.train.data import Pairs, load_pairs, tokenise
@@ -254,7 +256,7 @@ def decide_packing(mode: str, model: Any, plan: StudentSpec) -> bool:
     with SDPA/eager a packed row needs a block-diagonal mask over the whole row, and length buckets measured faster
     (benchmarks/train_throughput.py); on packs with whichever kernel is loaded, and stops if the check fails."""
     kernel = str(getattr(model.config, "_attn_implementation", "") or "")
-    if mode == "off" or not supports_packing(plan.family) or (mode == "auto" and not kernel.startswith("flash")):
+    if mode == "off" or not family_spec(plan.family).packs or (mode == "auto" and not kernel.startswith("flash")):
         return False
     import torch
 

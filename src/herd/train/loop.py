@@ -18,8 +18,7 @@ from typing import Any
 from herd.errors import UserError
 from herd.progress import Progress
 from herd.rundir import write_json
-from herd.students import Family
-from herd.students.training import trainer_classes
+from herd.students import Family, family_spec
 from herd.train.data import Tokenised
 from herd.train.device import cuda_flags
 from herd.train.recipe import Recipe
@@ -39,7 +38,7 @@ def make_trainer(family: Family, model: Any, args: Any, tokenizer: Any, data: To
 
     from herd.train.loss import student_loss
 
-    base = trainer_classes(family)[0]
+    base = family_spec(family).trainer_classes()[0]
     sampler = options["sampler"]
 
     class HerdTrainer(base):  # type: ignore[misc,valid-type]  # get_train_dataloader is Trainer's documented hook
@@ -108,7 +107,7 @@ def training_args(family: Family, work: Path, recipe: Recipe, tc: Any, seed: int
     if precision == "auto":
         precision = "bf16" if gpu and torch.cuda.is_bf16_supported() else "fp32"
     has_eval = options["has_eval"]
-    args_class = trainer_classes(family)[1]
+    args_class = family_spec(family).trainer_classes()[1]
     return args_class(
         **version_kwargs(args_class, options["checkpointing"], recipe.warmup_ratio), **cuda_flags(),
         output_dir=str(work), per_device_train_batch_size=options["micro_examples"],
