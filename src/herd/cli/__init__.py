@@ -51,21 +51,17 @@ def load(config: str | None, overrides: list[str] | None, quiet: bool = False): 
 
 
 def options(set_: list[str] | None, section: str = "", **values: object) -> list[str]:
-    """--set values plus the command's own options that were given (None or [] = not given), as
-    `section.key=<TOML value>`; with section '' the keys are already dotted."""
-    import json
+    """A command's overrides, the one way the CLI makes them: its --set values first, then each of its own options
+    that was given (None or [] = not given) as `section.key=<TOML value>` (section '' = the keys are already
+    dotted). `herd.config.load_config` reads both kinds with the same parser, so a value means what it says
+    (`--data C:\\data` is the string C:\\data)."""
+    from herd.config import override
 
     out = list(set_ or [])
     for key, value in values.items():
-        if value is None or value == []:
+        if value is None or (isinstance(value, (list, tuple)) and not value):
             continue
-        if isinstance(value, bool):
-            text = "true" if value else "false"
-        elif isinstance(value, (int, float)):
-            text = repr(value)
-        else:
-            text = json.dumps(value)  # a JSON string or list of strings is also valid TOML
-        out.append(f"{section}.{key}={text}" if section else f"{key}={text}")
+        out.append(override(f"{section}.{key}" if section else key, value))
     return out
 
 
