@@ -141,13 +141,21 @@ def test_bad_set_is_one_line_naming_the_key_exit_2(capsys, args, message):
     assert capsys.readouterr().err.splitlines() == [message]
 
 
-def test_chat_takes_its_section_from_the_run_file_and_set(monkeypatch, tmp_path):
-    """`herd chat -c RUN --set chat.KEY=V`: the [chat] keys, then --set, then the options, reach the chat loop."""
+def recorded_chat(monkeypatch) -> dict[str, object]:  # noqa: ANN001
+    """What `herd chat` hands to the chat loop (which is not started)."""
     import herd.chat
-    from herd.cli import app
 
     seen: dict[str, object] = {}
-    monkeypatch.setattr(herd.chat, "run_chat", lambda model, params, **kw: seen.update(model=model, params=params, **kw))
+    monkeypatch.setattr(herd.chat, "run_chat", lambda model, params, **kw: seen.update(model=model, params=params,
+                                                                                        **kw))
+    return seen
+
+
+def test_chat_takes_its_section_from_the_run_file_and_set(monkeypatch, tmp_path):
+    """`herd chat -c RUN --set chat.KEY=V`: the [chat] keys, then --set, then the options, reach the chat loop."""
+    from herd.cli import app
+
+    seen = recorded_chat(monkeypatch)
     run = tmp_path / "run.toml"
     run.write_text('[chat]\nmodel = "runs/demo/train/demo-t5"\ntemperature = 0.0\nsystem = "Be brief."\n',
                    encoding="utf-8")
@@ -159,11 +167,9 @@ def test_chat_takes_its_section_from_the_run_file_and_set(monkeypatch, tmp_path)
 
 
 def test_chat_defaults_are_the_options_old_defaults(monkeypatch):
-    import herd.chat
     from herd.cli import app
 
-    seen: dict[str, object] = {}
-    monkeypatch.setattr(herd.chat, "run_chat", lambda model, params, **kw: seen.update(model=model, params=params, **kw))
+    seen = recorded_chat(monkeypatch)
     app(args=["chat", "-m", "embedded"], prog_name="herd", standalone_mode=False)
     params = seen.pop("params")
     assert seen == {"model": "embedded", "system": "", "device": "auto", "dtype": "auto"}
