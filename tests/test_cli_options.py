@@ -97,6 +97,11 @@ def test_each_commands_flags_land_on_their_config_keys(loaded_config, command):
     assert {key: value_at(cfg, key) for key in expected} == expected
 
 
+def test_quiet_is_run_quiet(loaded_config):
+    assert loaded_config("dedup", "-q").run.quiet is True
+    assert loaded_config("dedup").run.quiet is False
+
+
 def test_set_comes_first_and_an_option_wins_over_it(loaded_config):
     cfg = loaded_config("train", "--set", "train.data=other", "--set", "train.max_steps=3", "--data", WINDOWS)
     assert cfg.train.data == WINDOWS and cfg.train.max_steps == 3

@@ -37,10 +37,7 @@ def load(config: str | None, overrides: list[str] | None, quiet: bool = False): 
     """The resolved config for a command (imported here so `herd --help` stays light)."""
     from herd.config import load_config
 
-    extra = list(overrides or [])
-    if quiet:
-        extra.append("run.quiet=true")
-    cfg = load_config(config, extra)
+    cfg = load_config(config, options(overrides, "run", quiet=True if quiet else None))
     if cfg.run.quiet:
         import os
 
