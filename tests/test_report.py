@@ -133,3 +133,17 @@ def test_dataset_lengths_are_counted_as_stats_counts_them(tmp_path):
     stats.run(cfg)
     described = json.loads((root / "stats" / "stats.json").read_text())["sources"]["alpaca"]["instruction_tokens"]
     assert f"| alpaca | 5 | {described['mean']:.1f} |" in (report.run(cfg) / "report.md").read_text()
+
+
+def test_a_report_of_a_run_that_never_ran_is_one_line_and_writes_nothing(tmp_path):
+    import subprocess
+    import sys
+
+    cfg = tmp_path / "run.toml"
+    cfg.write_text(f"[run]\nname = 'never'\ndir = {str(tmp_path / 'runs')!r}\nstages = ['responses', 'report']\n")
+    done = subprocess.run([sys.executable, "-m", "herd", "run", str(cfg), "--only", "report", "-q"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("herd: error")]
+    assert len(errors) == 1 and "holds no finished stage" in errors[0] and "Traceback" not in done.stderr
+    assert not list(tmp_path.glob("runs/**/report.*"))

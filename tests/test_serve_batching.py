@@ -122,3 +122,59 @@ def test_streaming_works_for_every_n_and_temperature(url, name, temperature):
     assert [texts[i] for i in range(3)] == [c["message"]["content"] for c in plain["choices"]]
     if temperature > 0 and name == "gpt2":
         assert len({texts[i] for i in range(3)}) > 1
+
+
+@pytest.mark.parametrize("name", ["gpt2", "llama"])
+def test_rows_join_finished_slots_and_leave_without_rebuilding_the_cache(tiny_models, name):
+    """Driven step by step: a newcomer no wider than the batch is written into a finished row's slot, a finished row
+    that nobody replaces is filled by the last row, a wider newcomer rebuilds the cache; every answer equals its
+    one-at-a-time answer."""
+    import torch
+
+    from herd.serve.decode import DecodeLoop, Row
+    from herd.students import load_student
+
+    student = load_student(str(tiny_models[name]))
+    tok = student.tokenizer
+    loop = DecodeLoop(student.model, tok, max_batch=4)
+    rebuilds = []
+    full = loop._rebuild
+    loop._rebuild = lambda groups: (rebuilds.append(groups), full(groups))[1]
+    jobs = {"long": (" ".join(WORDS[:12]), 40), "short": ("the sun", 2), "joins": ("a small cat with", 6),
+            "pair": ("the big red dog and", 9), "ends": ("one blue", 3), "wide": (" ".join(WORDS * 3), 5)}
+
+    def make(prompt, max_tokens):  # log-probs of each chosen token: they show a wrong key or value, where the
+        ids = tok(prompt, add_special_tokens=False)["input_ids"]  # tiny model's greedy text might not
+        return Row(ids, GenParams(max_new_tokens=max_tokens), lambda *a: None, top_logprobs=0)
+
+    rows = {k: make(*job) for k, job in jobs.items()}
+
+    def steps(until, loop=loop):
+        with torch.inference_mode():
+            while not until():
+                loop._collect(block=False)
+                loop._step()
+
+    for key in ("long", "short", "ends"):
+        loop.submit(rows[key])
+    steps(lambda: bool(rows["short"].finish))
+    assert len(rebuilds) == 1  # the first rows make the cache
+    loop.submit(rows["joins"])  # one prefill (longest first, a padded column for "joins"), narrower than the batch:
+    loop.submit(rows["pair"])  # "pair" takes the short row's slot, "joins" a free one
+    steps(lambda: rows["joins"] in loop.rows)
+    assert len(rebuilds) == 1 and loop.rows.index(rows["pair"]) == 1 and loop.rows.index(rows["joins"]) == 3
+    steps(lambda: bool(rows["ends"].finish) and rows["ends"] not in loop.rows)
+    assert len(rebuilds) == 1  # the last row moved into the finished row's slot
+    running = [rows[k] for k in ("long", "pair", "joins") if not rows[k].finish]
+    assert len(loop.rows) == len(running) >= 2 and all(any(r is x for x in loop.rows) for r in running)
+    loop.submit(rows["wide"])
+    steps(lambda: rows["wide"] in loop.rows)
+    assert len(rebuilds) == 2
+    steps(lambda: all(r.finish for r in rows.values()) and not loop.rows)
+    for key, (prompt, max_tokens) in jobs.items():
+        assert rows[key].text == one_at_a_time(tiny_models[name], prompt, max_tokens).text, key
+        alone, single = make(prompt, max_tokens), DecodeLoop(student.model, tok, max_batch=1)
+        single.submit(alone)
+        steps(lambda alone=alone: bool(alone.finish), loop=single)
+        assert [t for t, _, _ in rows[key].logprobs] == [t for t, _, _ in alone.logprobs], key
+        assert [p for _, p, _ in rows[key].logprobs] == pytest.approx([p for _, p, _ in alone.logprobs], abs=1e-4)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from herd.config import Config
+from herd.errors import UserError
 from herd.records import iter_rows
 from herd.rundir import journal_path, run_path
 
@@ -45,6 +46,8 @@ class Section:
 def run(cfg: Config) -> Path:
     """Write report.html and report.md into the run folder; returns the run folder."""
     root = run_path(cfg)
+    if not any(p for p in root.glob("*/manifest.json")):
+        raise UserError(f"report: {root} holds no finished stage to report on; run `herd run` on the config first")
     sections = [s for s in build_sections(cfg, root) if s.blocks]
     title = f"herd run {cfg.run.name}"
     (root / "report.html").write_text(to_html(title, sections, root), encoding="utf-8")

@@ -2,11 +2,12 @@
 decoding step and leaves it as soon as it is done.
 
 The loop keeps one batched key/value cache (transformers' `DynamicCache`, plain layers) for every running row,
-left-padded so that each row's tokens end in the same column. Each step it (1) drops finished or cancelled rows
-(their cache rows are cut out, and padding columns no row needs any more are trimmed), (2) prefills the rows that
-arrived since the last step in one forward pass and splices their caches into the batch, and (3) runs one decoding
-step for every row. Each row samples with its own settings and its own `torch.Generator` (so a seeded answer does not
-depend on who else is in the batch), and may ask for the top-k log-probabilities of every token it picks.
+left-padded so that each row's tokens end in the same column; its rows are slots (kvcache.py). Each step it
+(1) prefills the rows that arrived since the last step, in groups of similar length, and writes each into the slot of
+a finished row or a free one, (2) fills the slots of finished rows that are left with the last rows and trims padding
+columns no row needs any more, and (3) runs one decoding step for every row. Only a newcomer wider than the batch
+copies the whole cache. Each row samples with its own settings and its own `torch.Generator` (so a seeded answer
+does not depend on who else is in the batch), and may ask for the top-k log-probabilities of every token it picks.
 
 Greedy rows pick the arg-max of the same logits `generate` would compute, so their answers equal one-at-a-time
 answers (left padding is masked out). The loop runs in one thread; `DecodeLoop.submit` may be called from any thread,
@@ -138,44 +139,53 @@ class DecodeLoop:
                 self.waiting.append(item)
 
     def _step(self) -> None:
-        self._drop([r for r in self.rows if r.finish or r.cancel.is_set()])
+        for row in self.rows:
+            if row.cancel.is_set() and not row.finish:
+                self._end(row, "stop")  # cancelled: the client went away
         self.waiting = [r for r in self.waiting if not r.cancel.is_set() or self._end(r, "stop")]
-        room = self.max_batch - len(self.rows)
-        if room > 0 and self.waiting:
-            admitted: list[Row] = []
-            budget = self.batch_tokens
-            while self.waiting and len(admitted) < room and (not admitted or len(self.waiting[0].ids) <= budget):
-                budget -= len(self.waiting[0].ids)
-                admitted.append(self.waiting.pop(0))
-            self._prefill(admitted)
         live = [r for r in self.rows if not r.finish]
-        if len(live) < len(self.rows):
-            self._drop([r for r in self.rows if r.finish])
+        room = self.max_batch - len(live)
+        admitted = self._admit(room) if room > 0 and self.waiting else []
+        if admitted:
+            self._join(self._prefill(admitted))
+        self._compact()
         if self.rows:
             self._decode()
 
-    def _prefill(self, new: list[Row]) -> None:
+    def _admit(self, room: int) -> list[Row]:
+        admitted: list[Row] = []
+        budget = self.batch_tokens
+        while self.waiting and len(admitted) < room and (not admitted or len(self.waiting[0].ids) <= budget):
+            budget -= len(self.waiting[0].ids)
+            admitted.append(self.waiting.pop(0))
+        return admitted
+
+    def _prefill(self, new: list[Row]) -> list[tuple[list[Row], Any, Any]]:
+        """Prefill the newcomers in groups of similar length (padding a 20-token prompt to 300 columns cost more
+        than the forward passes saved); returns (rows, cache, mask) per group, each row's first token chosen."""
         import torch
         from transformers import DynamicCache
 
-        width = max(len(r.ids) for r in new)
-        ids = torch.full((len(new), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(new), width), dtype=torch.long)
-        for i, row in enumerate(new):
-            ids[i, width - len(row.ids):] = torch.tensor(row.ids, dtype=torch.long)
-            mask[i, width - len(row.ids):] = 1
-            row.generator = _generator(row.seed, self.model.device)
-        cache = DynamicCache(config=self.model.config)
-        cache.layers = [growing_layer() for _ in cache.layers]
-        try:
-            logits = self._forward(ids, mask, cache)
-        except Exception as exc:  # only the newcomers fail (e.g. out of memory); the running batch is untouched
-            for row in new:
-                self._end(row, f"error: {type(exc).__name__}: {exc}")
-            return
-        self._merge(cache, mask)
-        self.rows.extend(new)
-        self._pick(new, logits)
+        done = []
+        for group in _by_length(new):
+            width = len(group[0].ids)
+            ids = torch.full((len(group), width), self.pad_id, dtype=torch.long)
+            mask = torch.zeros((len(group), width), dtype=torch.long)
+            for i, row in enumerate(group):
+                ids[i, width - len(row.ids):] = torch.tensor(row.ids, dtype=torch.long)
+                mask[i, width - len(row.ids):] = 1
+                row.generator = _generator(row.seed, self.model.device)
+            cache = DynamicCache(config=self.model.config)
+            cache.layers = [growing_layer() for _ in cache.layers]
+            try:
+                logits = self._forward(ids, mask, cache)
+            except Exception as exc:  # only these newcomers fail (e.g. out of memory); the running batch is untouched
+                for row in group:
+                    self._end(row, f"error: {type(exc).__name__}: {exc}")
+                continue
+            self._pick(group, logits)
+            done.append((group, cache, mask))
+        return done
 
     def _decode(self) -> None:
         import torch
@@ -199,47 +209,83 @@ class DecodeLoop:
         return logits
 
     # -------------------------------------------------------------------------------------------- cache surgery
-    def _merge(self, cache: Any, mask: Any) -> None:
-        """Splice the new rows' cache (and mask) into the running batch, left-padding the narrower one."""
-        import torch
-        import torch.nn.functional as F
-
-        if self.cache is None:
-            self.cache, self.mask = cache, mask
-            return
-        width = max(self.mask.shape[1], mask.shape[1])
-
-        def widen(t: Any, to: int) -> Any:
-            return t if t.shape[-2] == to else F.pad(t, (0, 0, to - t.shape[-2], 0))
-
-        for old, add in zip(self.cache.layers, cache.layers, strict=True):
-            old.put(torch.cat([widen(old.keys, width), widen(add.keys, width)], dim=0),
-                    torch.cat([widen(old.values, width), widen(add.values, width)], dim=0))
-        self.mask = torch.cat([F.pad(self.mask, (width - self.mask.shape[1], 0)),
-                               F.pad(mask, (width - mask.shape[1], 0))], dim=0)
-
-    def _drop(self, gone: list[Row]) -> None:
-        """Cut finished rows out of the batch and trim padding columns that no remaining row uses."""
+    def _join(self, groups: list[tuple[list[Row], Any, Any]]) -> None:
+        """Write each prefilled row into a finished row's slot or a free one (a copy of that row only); only a row
+        wider than the batch, or more rows than slots, rebuilds the whole cache."""
         import torch
 
-        if not gone:
+        new = [(row, cache, j, int(mask[j].sum())) for rows, cache, mask in groups for j, row in enumerate(rows)]
+        if not new:
             return
-        for row in gone:
-            if not row.finish:
-                self._end(row, "stop")  # cancelled: the client went away
-        keep = [i for i, r in enumerate(self.rows) if r not in gone]
-        self.rows = [self.rows[i] for i in keep]
-        if not self.rows:
+        slots = [i for i, r in enumerate(self.rows) if r.finish]
+        if (self.cache is None or max(w for *_, w in new) > self.mask.shape[1]
+                or len(new) > len(slots) + self.cache.layers[0].free_slots()):
+            self._rebuild(groups)
+            return
+        width = self.mask.shape[1]
+        for row, cache, j, w in new:
+            slot = slots.pop(0) if slots else len(self.rows)
+            for layer, added in zip(self.cache.layers, cache.layers, strict=True):
+                layer.place(slot, added.keys[j], added.values[j], w)
+            line = torch.zeros(width, dtype=torch.long)
+            line[width - w:] = 1
+            if slot == len(self.rows):
+                self.rows.append(row)
+                self.mask = torch.cat([self.mask, line[None]], dim=0)
+            else:
+                self.rows[slot] = row
+                self.mask[slot] = line
+
+    def _compact(self) -> None:
+        """Fill the slots of finished rows with the last rows (one row's copy each), then trim padding columns no
+        row needs when they are a quarter of the width."""
+        holes = [i for i, r in enumerate(self.rows) if r.finish]
+        if not holes:
+            return
+        n = len(self.rows)
+        for hole in holes:
+            while n and self.rows[n - 1].finish:
+                n -= 1
+            if hole >= n:
+                break
+            for layer in self.cache.layers:
+                layer.move(n - 1, hole)
+            self.rows[hole], self.mask[hole] = self.rows[n - 1], self.mask[n - 1]
+            n -= 1
+        self.rows, self.mask = self.rows[:n], self.mask[:n]
+        if not n:
             self.cache = self.mask = None
             return
-        index = torch.tensor(keep, dtype=torch.long)
-        self.mask = self.mask[index]
-        used = int(self.mask.sum(dim=1).max())
-        start = self.mask.shape[1] - used
-        self.mask = self.mask[:, start:]
-        device_index = index.to(self.model.device)
         for layer in self.cache.layers:
-            layer.put(layer.keys[device_index, :, start:, :], layer.values[device_index, :, start:, :])
+            layer.keep_rows(n)
+        width, used = self.mask.shape[1], int(self.mask.sum(dim=1).max())
+        if width - used >= max(32, width // 4):
+            self._rebuild([])
+
+    def _rebuild(self, groups: list[tuple[list[Row], Any, Any]]) -> None:
+        """The running rows that are not finished and the prefilled groups, right-aligned in as few columns as the
+        longest row needs, with free slots up to max_batch: one copy of the whole cache per layer."""
+        import torch
+
+        parts: list[tuple[list[Row], list[Any], Any]] = []
+        index = [i for i, r in enumerate(self.rows) if not r.finish]
+        if index:
+            whole = len(index) == len(self.rows)
+            at = torch.tensor(index, dtype=torch.long, device=self.model.device)
+            layers = [(y.keys, y.values) if whole else (y.keys[at], y.values[at]) for y in self.cache.layers]
+            parts.append(([self.rows[i] for i in index], layers, self.mask if whole else self.mask[at.cpu()]))
+        parts += [(rows, [(y.keys, y.values) for y in cache.layers], mask) for rows, cache, mask in groups]
+        self.rows = [r for rows, _, _ in parts for r in rows]
+        if not parts:
+            self.cache = self.mask = None
+            return
+        width = max(int(mask.sum(dim=1).max()) for _, _, mask in parts)
+        self.mask = torch.cat([_right(mask, width) for _, _, mask in parts], dim=0)
+        if self.cache is None:
+            self.cache = groups[0][1]
+        spare_rows = max(0, self.max_batch - len(self.rows))
+        for n, layer in enumerate(self.cache.layers):
+            layer.put([layers[n] for _, layers, _ in parts], width, spare_rows=spare_rows)
 
     # ---------------------------------------------------------------------------------------------- choosing
     def _pick(self, rows: list[Row], logits: Any) -> None:
@@ -302,6 +348,24 @@ class DecodeLoop:
             job.done(exc)
             return
         job.done(result)
+
+
+def _by_length(rows: list[Row]) -> list[list[Row]]:
+    """Longest first; a row joins a group while it is at least 4/5 as long as the group's first (<= 20% padding)."""
+    groups: list[list[Row]] = []
+    for row in sorted(rows, key=lambda r: -len(r.ids)):
+        if groups and len(row.ids) * 5 >= len(groups[-1][0].ids) * 4:
+            groups[-1].append(row)
+        else:
+            groups.append([row])
+    return groups
+
+
+def _right(mask: Any, width: int) -> Any:
+    """The mask's last `width` columns, left-padded with zeros where it is narrower."""
+    import torch.nn.functional as F
+
+    return mask[:, -width:] if mask.shape[1] >= width else F.pad(mask, (width - mask.shape[1], 0))
 
 
 def _generator(seed: int | None, device: Any) -> Any:
