@@ -20,7 +20,7 @@ Model: SmolLM2-135M-Instruct, the embedded teacher (a trained causal model with 
 once as an ordinary checkpoint without a wrapper, so both sides score exactly the same requests. Task: --docs
 questions with four answers each, made up here from a small vocabulary.
 
-    .venv/bin/python benchmarks/lm_eval_overhead.py [--docs 150] [--repeats 3]
+    .venv/bin/python benchmarks/lm_eval_overhead.py [--docs 150] [--repeats 3] [--json]
 """
 
 from __future__ import annotations
@@ -99,6 +99,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--docs", type=int, default=150)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--json", action="store_true", help="(the last line is always the JSON summary)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="herd-bench-overhead-"))
     model, yaml = build_model(work / "model"), build_task(work / "tasks", args.docs)
@@ -122,6 +123,7 @@ def main() -> None:
     print(f"model: SmolLM2-135M-Instruct (fp32, CPU); task: {args.docs} docs x 4 choices; median of {args.repeats}")
     print(f"baseline: {' '.join(baseline)}")
     base = times["lm_eval CLI"]
+    summary: dict[str, object] = {"docs": args.docs, "repeats": args.repeats}
     for name, values in times.items():
         wall, cpu = statistics.median(w for w, _ in values), statistics.median(c for _, c in values)
         runs = ", ".join(f"{w:.1f}" for w, _ in values)
@@ -132,8 +134,15 @@ def main() -> None:
             cpus = statistics.median(h[1] / b[1] for h, b in zip(values, base, strict=True))
             print(f"{'':32s} overhead: wall {100 * (walls - 1):+.1f}% (goal <= +5%), CPU {100 * (cpus - 1):+.1f}% "
                   "(median of per-round ratios)")
+            key = "name" if "name" in name else "yaml"
+            summary[f"overhead_wall_pct_{key}"] = round(100 * (walls - 1), 1)
+            summary[f"overhead_cpu_pct_{key}"] = round(100 * (cpus - 1), 1)
+        side = "lm_eval" if name == "lm_eval CLI" else "herd_name" if "name" in name else "herd_yaml"
+        summary[f"wall_s_{side}"] = round(wall, 2)
     same = lm_eval_scores(work / "lm_eval-0") == herd_scores(work / "herd-a-0") == herd_scores(work / "herd-b-0")
     print(f"same acc and acc_norm on both sides: {same} {lm_eval_scores(work / 'lm_eval-0')}")
+    summary["same_scores"] = same
+    print(json.dumps(summary))
 
 
 if __name__ == "__main__":

@@ -10,9 +10,18 @@ import sys
 import pytest
 
 from herd.errors import UserError
-from herd.students import IGNORE, default_wrapper, family_of, fill, format_prompt, load_student, read_meta
+from herd.students import (
+    IGNORE,
+    default_wrapper,
+    ensure_pad_token,
+    family_of,
+    fill,
+    format_prompt,
+    load_student,
+    read_meta,
+)
 from herd.students.saving import save_student
-from herd.students.training import encode_pairs, ensure_pad_token, packing_is_exact
+from herd.students.training import encode_pairs, packing_is_exact
 from herd.train.collate import BucketCollator
 
 PAIRS = (["write a short poem about the sun", "name three colors"], ["the sun is red and good .", "red , blue"])
@@ -42,9 +51,10 @@ def test_family_of_rejects_other_models_in_one_line(tmp_path):
 
 def test_causal_labels_mask_exactly_prompt_and_padding(tiny_models):
     student = load_student(str(tiny_models["gpt2"]), device="cpu")
-    assert ensure_pad_token(student.model, student.tokenizer)  # GPT-2 has none: it gets '[PAD]', embeddings grow
+    rows = student.model.get_input_embeddings().weight.shape[0]
+    assert ensure_pad_token(student.model, student.tokenizer)  # GPT-2 has none: EOS pads, the vocabulary stays
     tok = student.tokenizer
-    assert tok.pad_token == "[PAD]" and student.model.get_input_embeddings().weight.shape[0] == len(tok)
+    assert tok.pad_token == tok.eos_token and student.model.get_input_embeddings().weight.shape[0] == rows
     wrapper = default_wrapper()
     enc = encode_pairs("causal", tok, wrapper, PAIRS, max_length=128)
     for i, (instruction, response) in enumerate(zip(*PAIRS, strict=True)):

@@ -50,14 +50,17 @@ def test_batched_greedy_equals_one_at_a_time_in_input_order(models: dict[str, An
         assert out.prompt_tokens == len(tok(prompt)["input_ids"])
 
 
-def test_padless_tokenizer_borrows_eos(models: dict[str, Any]) -> None:
+def test_padless_tokenizer_pads_with_eos_and_is_left_as_it_was(models: dict[str, Any]) -> None:
     from herd.textgen import GenParams, generate_texts
 
     model, tok = models["gpt2"]
-    assert tok.eos_token is not None
-    outs = generate_texts(model, tok, PROMPTS[:3], GenParams(max_new_tokens=4))
-    assert tok.pad_token == tok.eos_token
+    assert tok.eos_token is not None and tok.pad_token is None
+    params = GenParams(max_new_tokens=4)
+    outs = generate_texts(model, tok, PROMPTS[:3], params)
+    assert tok.pad_token is None  # the caller's tokenizer is not changed behind its back
     assert all(o.finish_reason in ("stop", "length") for o in outs)
+    alone = [generate_texts(model, tok, [p], params)[0].text for p in PROMPTS[:3]]
+    assert [o.text for o in outs] == alone  # EOS as left padding changes no answer
 
 
 def test_token_budget_sets_batch_sizes(models: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:

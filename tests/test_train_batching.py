@@ -81,8 +81,7 @@ def step_examples(tiny_models, family: str) -> tuple[object, object, list[dict[s
     """The tiny student of the family (dropout off) and 12 of herd's tokenised training examples."""
     import datasets
 
-    from herd.students import default_wrapper, load_student
-    from herd.students.training import ensure_pad_token
+    from herd.students import default_wrapper, ensure_pad_token, load_student
     from herd.train.data import Pairs, tokenise
     from herd.train.record import Encoding
 
@@ -159,8 +158,7 @@ def test_packed_rows_never_attend_across_examples(tiny_models):
     logits alone."""
     import torch
 
-    from herd.students import load_student
-    from herd.students.training import ensure_pad_token
+    from herd.students import ensure_pad_token, load_student
     from herd.train.batching import segment
     from herd.train.collate import PackedCollator
 

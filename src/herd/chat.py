@@ -51,11 +51,11 @@ class ChatSession:
             dropped += 1
 
     def too_long(self, prompt: str) -> bool:
+        """The family's context-budget rule (students.families: decoders need room for the answer too)."""
         if self.context is None:
             return False
         tokens = len(self.student.tokenizer(prompt)["input_ids"])
-        need = tokens if self.student.family == "seq2seq" else tokens + self.params.max_new_tokens
-        return need > self.context
+        return bool(self.student.spec.over_context(tokens, self.params.max_new_tokens, self.context))
 
 
 def run_chat(
@@ -63,8 +63,8 @@ def run_chat(
     out: TextIO | None = None,
 ) -> None:
     """Load `model` and chat on stdin/stdout until /exit or end of input."""
-    from herd.generate import context_length, model_name
-    from herd.students import load_student
+    from herd.generate import model_name
+    from herd.students import context_length, load_student
 
     out = out or sys.stdout
     student = load_student(model, device=device, dtype=dtype)

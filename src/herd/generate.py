@@ -31,7 +31,6 @@ from herd.rundir import StageDir, run_path
 from herd.textgen import GenOutput, GenParams
 
 STAGE = "generate"
-_HUGE = 1_000_000  # tokenizers with no known limit report ~1e30
 
 
 def run(cfg: Config) -> Path:
@@ -39,7 +38,7 @@ def run(cfg: Config) -> Path:
     gc = cfg.generate
     rows = _inputs(gc, parse_shard(cfg.run.shard))
     params = gen_params(gc)
-    from herd.students import format_prompt, load_student
+    from herd.students import context_length, format_prompt, load_student
 
     student = load_student(gc.model, device=gc.device, dtype=gc.dtype)  # not a model: UserError, nothing written
     name = gc.name or model_name(gc.model)
@@ -50,9 +49,10 @@ def run(cfg: Config) -> Path:
     prompts, fits = [], []
     for row in todo:
         prompt = format_prompt(student, row["instruction"])
-        too_long = over_context(student, prompt, params.max_new_tokens, limit)
+        tokens = len(student.tokenizer(prompt)["input_ids"])
+        too_long = student.spec.over_context(tokens, params.max_new_tokens, limit)
         if too_long:
-            stage.reject(answer_row(row, name, None), too_long)
+            stage.reject(answer_row(row, name, None), f"too_long: {too_long}")
         else:
             prompts.append(prompt)
             fits.append(row)
@@ -135,28 +135,6 @@ def model_name(model: str) -> str:
     """The name rows carry: a local folder's name, or the Hub id as given."""
     p = Path(model)
     return p.resolve().name if p.exists() else model
-
-
-def context_length(model: Any, tokenizer: Any) -> int | None:
-    """The longest input a model takes, from its config, else its tokenizer; None when neither knows."""
-    for attr in ("max_position_embeddings", "n_positions", "n_ctx", "max_sequence_length"):
-        value = getattr(model.config, attr, None)
-        if isinstance(value, int) and 0 < value < _HUGE:
-            return value
-    limit = getattr(tokenizer, "model_max_length", None)
-    return int(limit) if isinstance(limit, int) and 0 < limit < _HUGE else None
-
-
-def over_context(student: Any, prompt: str, max_new_tokens: int, limit: int | None) -> str:
-    """Why a prompt cannot be answered whole ('' when it can): decoders need room for the answer too."""
-    if limit is None:
-        return ""
-    tokens = len(student.tokenizer(prompt)["input_ids"])
-    need = tokens if student.family == "seq2seq" else tokens + max_new_tokens
-    if need <= limit:
-        return ""
-    extra = "" if student.family == "seq2seq" else f" + max_new_tokens {max_new_tokens}"
-    return f"too_long: prompt {tokens} tokens{extra} > context {limit}"
 
 
 def answer_all(

@@ -46,7 +46,7 @@ class Section:
 def run(cfg: Config) -> Path:
     """Write report.html and report.md into the run folder; returns the run folder."""
     root = run_path(cfg)
-    if not any(p for p in root.glob("*/manifest.json")):
+    if not root.is_dir() or not any(p.is_dir() and p.name != ".herd" for p in root.iterdir()):
         raise UserError(f"report: {root} holds no finished stage to report on; run `herd run` on the config first")
     sections = [s for s in build_sections(cfg, root) if s.blocks]
     title = f"herd run {cfg.run.name}"

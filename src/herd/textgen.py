@@ -16,6 +16,9 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from herd.students.families import spec_of_model
+from herd.students.padding import pad_id as pad_id_of
+
 
 @dataclass(frozen=True)
 class GenParams:
@@ -61,7 +64,6 @@ def generate_texts(
     """
     if not prompts:
         return []
-    ensure_pad(tokenizer)
     encoded = [encode_prompt(tokenizer, p, model) for p in prompts]
     return generate_encoded(model, tokenizer, encoded, params, batch_tokens=batch_tokens, max_batch=max_batch,
                             on_output=on_output, seeds=seeds)
@@ -74,7 +76,7 @@ def generate_encoded(
     """`generate_texts` for prompts that are already token ids (as `encode_prompt` makes them, or as a client sent)."""
     if not encoded:
         return []
-    pad_id = ensure_pad(tokenizer)
+    pad_id = pad_id_of(tokenizer)
     encoded = [list(e) for e in encoded]
     # Longest first; ties keep input order so batching is deterministic.
     order = sorted(range(len(encoded)), key=lambda i: (-len(encoded[i]), i))
@@ -141,22 +143,9 @@ def free_cuda_cache() -> None:
         torch.cuda.empty_cache()
 
 
-def ensure_pad(tokenizer: Any) -> int:
-    """The pad token id, borrowing EOS (or UNK) for tokenizers that have none (GPT-2, LLaMA)."""
-    if tokenizer.pad_token_id is None:
-        for name in ("eos_token", "unk_token"):
-            if getattr(tokenizer, name, None) is not None:
-                tokenizer.pad_token = getattr(tokenizer, name)
-                break
-    return int(tokenizer.pad_token_id) if tokenizer.pad_token_id is not None else 0
-
-
 def encode_prompt(tokenizer: Any, prompt: str, model: Any) -> list[int]:
     """The token ids `generate_texts` feeds the model for one formatted prompt."""
-    # A chat template already starts with BOS; adding special tokens again would double it. Encoders (T5) need
-    # their EOS, and raw prompts need BOS, so special tokens are added otherwise.
-    bos = getattr(tokenizer, "bos_token", None)
-    add = model.config.is_encoder_decoder or not (bos and prompt.startswith(bos))
+    add = spec_of_model(model).adds_special_tokens(prompt, getattr(tokenizer, "bos_token", None))
     ids = tokenizer(prompt, add_special_tokens=add)["input_ids"]
     return list(ids) if ids else [_fallback_start(tokenizer)]
 
@@ -169,7 +158,8 @@ def _fallback_start(tokenizer: Any) -> int:
     return 0
 
 
-def _pad(rows: list[list[int]], pad_id: int, left: bool) -> tuple[Any, Any]:
+def pad_rows(rows: list[list[int]], pad_id: int, left: bool) -> tuple[Any, Any]:
+    """(input ids, attention mask) of token rows padded to the longest, on the left or the right."""
     import torch
 
     width = max(len(r) for r in rows)
@@ -241,11 +231,12 @@ def _processors(model: Any, tokenizer: Any, rows: list[Row], params: GenParams) 
 def _generate_batch(model: Any, tokenizer: Any, batch: list[Row], params: GenParams, pad_id: int) -> list[GenOutput]:
     import torch
 
-    seq2seq = bool(model.config.is_encoder_decoder)
+    spec = spec_of_model(model)
     rows = [ids for ids, _ in batch]
-    ids, mask = _pad(rows, pad_id, left=not seq2seq)
+    ids, mask = pad_rows(rows, pad_id, left=spec.padding_side == "left")
     device = model.device
-    stops = [_StopStrings(tokenizer, params.stop, ids.shape[1] if not seq2seq else 1)] if params.stop else []
+    start = spec.answer_start(ids.shape[1])
+    stops = [_StopStrings(tokenizer, params.stop, start)] if params.stop else []
     procs, gen_params = _processors(model, tokenizer, batch, params)
     with torch.inference_mode():
         out = model.generate(
@@ -255,7 +246,7 @@ def _generate_batch(model: Any, tokenizer: Any, batch: list[Row], params: GenPar
         )
     top = _top_logprobs(out.logits, params.top_logprobs) if params.top_logprobs > 0 else None
     out = out.sequences if params.top_logprobs > 0 else out
-    generated = out[:, 1:] if seq2seq else out[:, ids.shape[1] :]
+    generated = out[:, start:]
     n = params.num_return_sequences if params.temperature > 0 else 1
     ends = set(eos_ids(model, tokenizer))
     outputs = []
@@ -344,7 +335,6 @@ def stream_text(model: Any, tokenizer: Any, prompt: str, params: GenParams) -> I
     Stop strings are honoured across piece boundaries: text that could be the start of a stop string is held back
     until it is clear. Closing the iterator early stops the generation thread.
     """
-    ensure_pad(tokenizer)
     return stream_encoded(model, tokenizer, encode_prompt(tokenizer, prompt, model), params)
 
 
@@ -356,9 +346,9 @@ def stream_encoded(model: Any, tokenizer: Any, row: list[int], params: GenParams
     import torch
     from transformers import StoppingCriteriaList, TextIteratorStreamer
 
-    pad_id = ensure_pad(tokenizer)
+    pad_id = pad_id_of(tokenizer)
     params = dataclasses.replace(params, num_return_sequences=1)
-    ids, mask = _pad([list(row)], pad_id, left=True)
+    ids, mask = pad_rows([list(row)], pad_id, left=True)
     # generate() puts the prompt (decoder-only) or the decoder start token (seq2seq) first; both are skipped.
     streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
     cancel = threading.Event()

@@ -12,6 +12,7 @@ from typing import Any
 
 from herd.bench.report import Scored, comparison_rows
 from herd.bench.tasks import PAPER_TASKS, TaskSpec
+from herd.students import family_spec
 
 ARCH_COLOURS = {"encoder-decoder": "#1f77b4", "decoder-only": "#d62728"}
 HERD_COLOURS = ("#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2", "#bcbd22", "#7f7f7f")
@@ -87,7 +88,7 @@ def size_vs_score(path: Path, scored: list[Scored], tasks: list[TaskSpec], paper
         note = "" if names == set(PAPER_TASKS) else partial_note(names)
         if s.failed:
             note = (note[:-1] + "; " if note else " (") + f"failed: {', '.join(sorted(s.failed))})"
-        arch = "encoder-decoder" if s.model.family == "seq2seq" else "decoder-only"
+        arch = family_spec(s.model.family).label
         x = s.params / 1e6
         ax.scatter([x], [s.average], marker="*", s=220, color=ARCH_COLOURS[arch], edgecolors="black",
                    linewidths=0.8, zorder=4)

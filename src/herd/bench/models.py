@@ -56,14 +56,14 @@ def resolve_models(names: list[str], mode: str, cache_dir: Path, lamini_decoders
 
 
 def pick_wrapper(mode: str, family: str, meta: dict[str, Any], published_lamini_decoder: bool) -> str | None:
-    from herd.students import check_wrapper, default_wrapper
+    from herd.students import check_wrapper, default_wrapper, family_spec
 
     own = meta.get("wrapper") or None
     if mode == "off":
         return None
     if mode == "on":
         return check_wrapper(own or default_wrapper(), "bench.wrapper")
-    if family != "causal":
+    if not family_spec(family).wraps_prompts:
         return None
     if own:
         return check_wrapper(str(own), "herd.json wrapper")

@@ -162,8 +162,8 @@ def prompt_ids(served: ServedModel, prompt: Any) -> tuple[list[str], list[list[i
 def check_logprobs(served: ServedModel, req: CompletionRequest) -> None:
     if req.logprobs is None:
         return
-    if served.seq2seq:
-        raise ApiError(400, f"logprobs: {served.name} is an encoder-decoder; log-probs are served for decoder-only "
+    if served.spec.separate_decoder:
+        raise ApiError(400, f"logprobs: {served.name} is an {served.spec.label}; log-probs are served for decoder-only "
                             "models", param="logprobs")
     if not served.batcher.continuous and req.max_tokens != 0:
         raise ApiError(400, f"logprobs: {served.name} runs without continuous batching, which log-probs of "

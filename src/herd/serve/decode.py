@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from herd.serve.kvcache import growing_layer
+from herd.students import pad_id as pad_id_of
+from herd.students import spec_of_model
 from herd.textgen import GenParams, cut_at_stop, eos_ids
 
 TopK = list[tuple[int, float]]
@@ -64,7 +66,7 @@ def supports(model: Any) -> bool:
         from transformers import DynamicCache
         from transformers.cache_utils import DynamicLayer
 
-        if model.config.is_encoder_decoder:
+        if spec_of_model(model).separate_decoder:  # the step loop runs one sequence per row
             return False
         layers = DynamicCache(config=model.config).layers
         return bool(layers) and all(type(layer) is DynamicLayer for layer in layers)
@@ -88,7 +90,7 @@ class DecodeLoop:
         self.cache: Any = None
         self.mask: Any = None  # [rows, columns] 1 = real token
         self.ends = set(eos_ids(model, tokenizer))
-        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self.pad_id = pad_id_of(tokenizer)
         self.thread = threading.Thread(target=self._run, name="herd-decode", daemon=True)
         names = inspect.signature(model.forward).parameters
         # transformers 5.2x renamed past_key_values to cache; logits_to_keep=1 skips the LM head over the prompt

@@ -17,11 +17,11 @@ from typing import Any
 
 from herd.config import ServeConfig
 from herd.errors import UserError
-from herd.generate import context_length
 from herd.serve.batcher import Batcher
 from herd.serve.continuous import ContinuousBatcher
 from herd.serve.protocol import ApiError
-from herd.textgen import GenParams, ensure_pad
+from herd.students import FamilySpec
+from herd.textgen import GenParams
 
 
 @dataclass
@@ -36,8 +36,9 @@ class ServedModel:
     declared: bool = True  # False: `context` is serve.default_context, the model declares no length
 
     @property
-    def seq2seq(self) -> bool:
-        return self.student.family == "seq2seq"
+    def spec(self) -> FamilySpec:
+        """What the model's family does differently (students.families): the context rule, log-probs."""
+        return self.student.spec
 
     def count(self, text: str, special: bool = True) -> int:
         """Tokens in a text; `special=False` for answers (no BOS/EOS added)."""
@@ -77,7 +78,7 @@ def parse_spec(spec: str) -> tuple[str, str]:
 def load_models(cfg: ServeConfig) -> dict[str, ServedModel]:
     """Load every model named in `cfg.models` (a directory that is not a model is a UserError, before any socket)."""
     from herd.conversation import keeps_history
-    from herd.students import load_student
+    from herd.students import context_length, load_student
 
     if not cfg.models:
         raise UserError("serve.models is empty: name at least one model (--model PATH)")
@@ -88,7 +89,6 @@ def load_models(cfg: ServeConfig) -> dict[str, ServedModel]:
             raise UserError(f"serve.models: the name {name!r} is given twice")
         student = load_student(path, device=cfg.device, dtype=cfg.dtype)
         declared = context_length(student.model, student.tokenizer)
-        ensure_pad(student.tokenizer)
         served[name] = ServedModel(
             name=name, student=student, batcher=make_batcher(student, cfg),
             context=declared or cfg.default_context, multi_turn=keeps_history(student),
@@ -100,6 +100,7 @@ def load_models(cfg: ServeConfig) -> dict[str, ServedModel]:
 def make_batcher(student: Any, cfg: ServeConfig) -> Batcher | ContinuousBatcher:
     """Continuous batching where the step loop can run the model (and `serve.continuous`), else request-level."""
     from herd.serve.decode import prompt_logprobs, supports
+    from herd.students import pad_id
     from herd.textgen import generate_encoded, stream_encoded
 
     model, tok = student.model, student.tokenizer
@@ -114,10 +115,10 @@ def make_batcher(student: Any, cfg: ServeConfig) -> Batcher | ContinuousBatcher:
         return stream_encoded(model, tok, prompt, params)
 
     def score(rows: list[list[int]], k: int) -> Any:
-        return prompt_logprobs(model, rows, k, tok.pad_token_id or 0)
+        return prompt_logprobs(model, rows, k, pad_id(tok))
 
     return Batcher(batch, stream, max_batch=cfg.max_batch, wait_s=cfg.batch_wait_ms / 1000.0,
-                   max_queue=cfg.max_queue, score_fn=None if model.config.is_encoder_decoder else score)
+                   max_queue=cfg.max_queue, score_fn=None if student.spec.separate_decoder else score)
 
 
 def _created(path: str) -> int:
@@ -131,17 +132,17 @@ def sampling(
     """GenParams for a request after checking its prompts and max_tokens against the model and the server limits."""
     longest = max(len(p) for p in prompts)
     limit = min(cfg.max_prompt_tokens or served.context, served.context)
-    # A decoder's answer shares the context with its prompt; a seq2seq model's decoder has its own.
-    room = served.context - longest if not served.seq2seq else None
-    if longest > limit or (room is not None and room < (0 if max_tokens == 0 else 1)):
+    spec = served.spec  # the family's context-budget rule: a decoder's answer shares the context with its prompt
+    room = spec.answer_room(longest, served.context)
+    if longest > limit or spec.over_context(longest, 0 if max_tokens == 0 else 1, served.context):
         source = "" if served.declared else " (serve.default_context: the model declares no length)"
         raise ApiError(400, f"the prompt is {longest} tokens; {served.name} takes at most {limit} tokens of prompt"
-                            + ("" if served.seq2seq else " and answer together") + source,
+                            + (" and answer together" if spec.answer_shares_context else "") + source,
                        param="messages" if hasattr(req, "messages") else "prompt", code="context_length_exceeded")
     if max_tokens is not None and max_tokens > cfg.max_tokens_limit:
         raise ApiError(400, f"max_tokens = {max_tokens} is above this server's limit of {cfg.max_tokens_limit}",
                        param="max_tokens")
-    if max_tokens is not None and room is not None and max_tokens > room:
+    if max_tokens is not None and spec.over_context(longest, max_tokens, served.context):
         raise ApiError(400, f"prompt ({longest} tokens) + max_tokens ({max_tokens}) is longer than {served.name}'s "
                             f"context of {served.context} tokens", param="max_tokens", code="context_length_exceeded")
     if max_tokens is None:

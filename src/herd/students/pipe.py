@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from herd.students import Student, format_prompt, uses_chat_template
+from herd.students.loading import Student
+from herd.students.padding import pad_id
+from herd.students.prompting import format_prompt, uses_chat_template
 
 
 class StudentPipeline:
@@ -27,26 +29,19 @@ class StudentPipeline:
 
 
 def generate_answers(student: Student, instructions: list[str], **generate_kwargs: Any) -> list[str]:
-    """Answer instructions in one batch (left-padded for decoders); returns the new text only."""
+    """Answer instructions in one batch (padded on the family's side with the pad rule's id; the tokenizer is left
+    as it is); returns the new text only."""
     import torch
 
-    tok, model = student.tokenizer, student.model
-    side, pad_token = tok.padding_side, tok.pad_token
-    tok.padding_side = "left" if student.family == "causal" else "right"
-    if pad_token is None:  # base GPT-2 and friends: pad with EOS for this batch only
-        tok.pad_token = tok.eos_token
-    try:
-        prompts = [format_prompt(student, text) for text in instructions]
-        chat = uses_chat_template(student.family, tok, student.wrapper)
-        batch = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=not chat)
-        pad = tok.pad_token_id
-    finally:
-        tok.padding_side = side
-        if pad_token is None:
-            tok.pad_token = None
-    batch = {k: v.to(model.device) for k, v in batch.items()}
+    from herd.textgen import pad_rows
+
+    tok, model, spec = student.tokenizer, student.model, student.spec
+    chat = uses_chat_template(student.family, tok, student.wrapper)
+    rows = [list(tok(format_prompt(student, text), add_special_tokens=not chat)["input_ids"]) for text in instructions]
+    pad = pad_id(tok)
+    ids, mask = pad_rows(rows, pad, left=spec.padding_side == "left")
     with torch.no_grad():
-        out = model.generate(**batch, pad_token_id=pad, **generate_kwargs)
-    if student.family == "causal":
-        out = out[:, batch["input_ids"].shape[1]:]
+        out = model.generate(input_ids=ids.to(model.device), attention_mask=mask.to(model.device), pad_token_id=pad,
+                             **generate_kwargs)
+    out = out[:, spec.answer_start(ids.shape[1]):]
     return [text.strip() for text in tok.batch_decode(out, skip_special_tokens=True)]

@@ -8,7 +8,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from herd.students import META_FILE, PLACEHOLDER, Family, check_wrapper, forget_quantizer
+from herd.students.families import Family, family_spec
+from herd.students.loading import META_FILE, forget_quantizer
+from herd.students.prompting import PLACEHOLDER, check_wrapper
 
 MODEL_PLACEHOLDER = "MODEL"  # the snippets name the checkpoint by its folder; tests substitute the real path
 # the LaMini README's example instruction
@@ -42,7 +44,7 @@ def save_student(model: Any | None, tokenizer: Any, family: Family, folder: Path
         forget_quantizer(model)
         model.config.use_cache = True  # training turned it off; generation wants it
         model.save_pretrained(str(folder))
-    wrapper = meta.get("wrapper") if family == "causal" else None
+    wrapper = meta.get("wrapper") if family_spec(family).wraps_prompts else None
     if wrapper:
         tokenizer.chat_template = chat_template_for(wrapper, meta.get("response_prefix", " "))
     tokenizer.save_pretrained(str(folder))
@@ -66,13 +68,13 @@ def portable_tokenizer_config(folder: Path) -> None:
 
 def card_facts(name: str, family: Family, wrapper: str | None) -> dict[str, str]:
     """What a model card says that depends on the family: Hub pipeline tag, kind, prompt format, usage snippets."""
-    if family == "seq2seq":
-        kind, tag, prompt = "An encoder-decoder", "text2text-generation", "It takes the bare instruction as input."
-    else:
-        kind, tag = "A decoder-only", "text-generation"
+    spec = family_spec(family)
+    kind = ("An " if spec.label[0] in "aeiou" else "A ") + spec.label
+    prompt = "It takes the bare instruction as input."
+    if spec.wraps_prompts:
         prompt = ("It was trained with this instruction wrapper (also its tokenizer's chat template; `herd.json` keeps "
                   f"it too):\n\n```text\n{wrapper}\n```")
-    return {"kind": kind, "pipeline_tag": tag, "prompt": prompt, "usage": usage(name, family, wrapper)}
+    return {"kind": kind, "pipeline_tag": spec.pipeline_tag, "prompt": prompt, "usage": usage(name, family, wrapper)}
 
 
 def usage(name: str, family: Family, wrapper: str | None) -> str:
@@ -84,7 +86,7 @@ def usage(name: str, family: Family, wrapper: str | None) -> str:
         "answer = pipe(instruction, max_new_tokens=256, do_sample=True, repetition_penalty=1.5)[0]"
         '["generated_text"]\nprint(answer)\n```\n'
     )
-    if family == "seq2seq":
+    if not family_spec(family).wraps_prompts:
         hf = (
             "With transformers 4.x, the LaMini README's snippet (transformers 5 removed `text2text-generation`):\n\n"
             "```python\nfrom transformers import pipeline\n\n"

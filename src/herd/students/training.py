@@ -1,26 +1,16 @@
-"""Training data and machinery per family: pad tokens, labels (-100 on prompt and padding), the packing check,
-Trainer classes, attention kernels (herd.train.collate builds the batches). Reads tokenizers and models; writes
-nothing."""
+"""Training data and machinery per family: labels (-100 on prompt and padding), the packing check, attention
+kernels, special ids of a config built from scratch (herd.train.collate builds the batches; the Trainer classes are
+the family's, herd.students.families). Reads tokenizers and models; writes nothing."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from herd.errors import UserError
-from herd.students import IGNORE, PAD_TOKEN, Family, prompt_for, uses_chat_template
+from herd.students.families import Family, family_spec
+from herd.students.prompting import prompt_for, uses_chat_template
 
-
-def ensure_pad_token(model: Any, tokenizer: Any) -> bool:
-    """Give a tokenizer without a pad token a new '[PAD]' (as LaMini did for Cerebras-GPT); True if one was added."""
-    if tokenizer.pad_token is not None:
-        return False
-    tokenizer.add_special_tokens({"pad_token": PAD_TOKEN})
-    if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
-        model.resize_token_embeddings(len(tokenizer))
-    model.config.pad_token_id = tokenizer.pad_token_id
-    if getattr(model, "generation_config", None) is not None:
-        model.generation_config.pad_token_id = tokenizer.pad_token_id
-    return True
+IGNORE = -100  # label value the loss skips
 
 
 def encode_pairs(
@@ -38,7 +28,7 @@ def encode_pairs(
     eos = tokenizer.eos_token_id
     if eos is None:
         raise UserError("the student's tokenizer has no EOS token; herd needs one to end responses")
-    if family == "seq2seq":
+    if family_spec(family).separate_decoder:
         sources = tokenizer(instructions, truncation=True, max_length=max_length)["input_ids"]
         targets = tokenizer(text_target=responses, truncation=True, max_length=max_length)["input_ids"]
         # the tokenizer's own EOS (T5 adds one) is kept; otherwise one replaces the last token that fits
@@ -71,11 +61,6 @@ def encode_pairs(
             "prompt_tokens": [c[0] for c in counts], "response_tokens": [c[1] for c in counts]}
 
 
-def supports_packing(family: Family) -> bool:
-    """Only decoder-only batches can be packed into one row (an encoder-decoder has two sequences per example)."""
-    return family == "causal"
-
-
 def attention_kernel(family: Family, requested: str) -> str:
     """The attn_implementation to load with ('' = the model's default): auto picks flash-attention 2 for decoders on
     a GPU where it is installed (its varlen kernel makes packing free); encoder-decoders keep their default."""
@@ -85,7 +70,7 @@ def attention_kernel(family: Family, requested: str) -> str:
 
     import torch
 
-    fast = family == "causal" and torch.cuda.is_available() and util.find_spec("flash_attn") is not None
+    fast = family_spec(family).packs and torch.cuda.is_available() and util.find_spec("flash_attn") is not None
     return "flash_attention_2" if fast else ""
 
 
@@ -96,14 +81,14 @@ def set_special_ids(config: Any, tokenizer: Any, family: Family) -> None:
     config.pad_token_id = tokenizer.pad_token_id
     config.eos_token_id = tokenizer.eos_token_id
     config.bos_token_id = tokenizer.bos_token_id
-    if family == "seq2seq":
+    if family_spec(family).decoder_starts_from_pad:
         config.decoder_start_token_id = tokenizer.pad_token_id
 
 
 def packing_is_exact(model: Any, family: Family) -> bool:
     """True when this model, fed two packed examples with restarting position ids, gives each example the same
     logits as alone: the proof that no attention crosses the boundary, checked on the real model before training."""
-    if not supports_packing(family):
+    if not family_spec(family).packs:
         return False
     import torch
 
@@ -124,14 +109,3 @@ def packing_is_exact(model: Any, family: Family) -> bool:
     finally:
         model.train(was_training)
     return bool(torch.allclose(alone, together, atol=1e-3, rtol=1e-3))
-
-
-def trainer_classes(family: Family) -> tuple[Any, Any]:
-    """(Trainer class, TrainingArguments class) for the family."""
-    from transformers import Seq2SeqTrainer, Seq2SeqTrainingArguments, Trainer, TrainingArguments
-
-    return (Seq2SeqTrainer, Seq2SeqTrainingArguments) if family == "seq2seq" else (Trainer, TrainingArguments)
-
-
-def peft_task(family: Family) -> str:
-    return "SEQ_2_SEQ_LM" if family == "seq2seq" else "CAUSAL_LM"

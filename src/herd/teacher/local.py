@@ -255,12 +255,14 @@ def _merge_system(messages: list[dict[str, str]]) -> list[dict[str, str]]:
 
 def _params_for(model: Any, tokenizer: Any, req: Request, prompt: str) -> tuple[Any, str]:
     """GenParams for a request, with max_tokens clamped to the model's context; or the reason it cannot run."""
+    from herd.students import context_length, spec_of_model
     from herd.teacher.structured import require, schema_text
     from herd.textgen import GenParams, encode_prompt
 
     n_prompt = len(encode_prompt(tokenizer, prompt, model))
     context = context_length(model)
-    room = req.max_tokens if context is None else min(req.max_tokens, context - n_prompt)
+    room = None if context is None else spec_of_model(model).answer_room(n_prompt, context)
+    room = req.max_tokens if room is None else min(req.max_tokens, room)
     if room <= 0:
         return None, f"context: the prompt has {n_prompt} tokens, the model's context is {context}"
     schema = schema_text(req.response_format)
@@ -271,12 +273,3 @@ def _params_for(model: Any, tokenizer: Any, req: Request, prompt: str) -> tuple[
     return params, ""
 
 
-def context_length(model: Any) -> int | None:
-    cfg = model.config
-    if getattr(cfg, "is_encoder_decoder", False):
-        return None  # relative positions (T5): no hard limit on the decoder side
-    for name in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
-        value = getattr(cfg, name, None)
-        if isinstance(value, int) and value > 0:
-            return value
-    return None

@@ -45,18 +45,19 @@ def score_prompts(model: Any, tokenizer: Any, prompts: Sequence[str], candidates
     """Per prompt: {"scores": {candidate: log P}, "top": [[token, log P], ...], "prompt_tokens": n}."""
     import torch
 
-    from herd.textgen import _pad, encode_prompt, ensure_pad
+    from herd.students import pad_id
+    from herd.textgen import encode_prompt, pad_rows
 
     ids_of, problem = candidate_ids(tokenizer, candidates)
     if problem:
         raise ValueError(problem)
-    pad = ensure_pad(tokenizer)
+    pad = pad_id(tokenizer)
     encoded = [encode_prompt(tokenizer, p, model) for p in prompts]
     device = next(model.parameters()).device
     out: list[dict[str, Any]] = []
     for start in range(0, len(encoded), max(1, batch_size)):
         rows = encoded[start:start + max(1, batch_size)]
-        ids, mask = _pad(rows, pad, left=True)
+        ids, mask = pad_rows(rows, pad, left=True)
         with torch.inference_mode():
             logits = _last_logits(model, ids.to(device), mask.to(device))
         logprobs = torch.log_softmax(logits.float(), dim=-1).cpu()
@@ -73,7 +74,9 @@ def _last_logits(model: Any, ids: Any, mask: Any) -> Any:
     """Logits (batch, vocab) for the token after each left-padded row."""
     import torch
 
-    if getattr(model.config, "is_encoder_decoder", False):
+    from herd.students import spec_of_model
+
+    if spec_of_model(model).separate_decoder:  # the next token comes from the decoder, started afresh
         start = model.config.decoder_start_token_id
         start = model.config.pad_token_id if start is None else start
         decoder = torch.full((ids.shape[0], 1), int(start or 0), dtype=torch.long, device=ids.device)

@@ -24,8 +24,10 @@ from herd.config import Config, StudentConfig, TrainConfig
 from herd.errors import UserError
 from herd.prompts import read_prompt
 from herd.rundir import redact, run_path, versions, write_json
-from herd.students import META_FILE, Family, check_wrapper, family_of_config, wraps_prompts
-from herd.students.training import ensure_pad_token, packing_is_exact, supports_packing
+from herd.students import META_FILE, Family, check_wrapper, family_of_config
+from herd.students.families import family_spec
+from herd.students.padding import ensure_pad_token
+from herd.students.training import packing_is_exact
 from herd.train import device, heldout
 from herd.train.batching import Batches
 from herd.train.build import build_student, default_name, init_from_teacher_layers, student_config
@@ -179,7 +181,7 @@ def train_one(cfg: Config, plan: Plan, pairs: Pairs, wrapper: str | None, extra:
         device.allow_recompiles(len(batches.shapes))
     run = StudentRun(
         name=plan.name, family=plan.family, table=plan.table, recipe=recipe, encoding=encoding,
-        wrapper=wrapper if wraps_prompts(plan.family) else None,
+        wrapper=wrapper if family_spec(plan.family).wraps_prompts else None,
         lora=Lora(tc.lora, tc.qlora, tc.lora_r, tc.lora_alpha), precision=device.precision(tc.precision),
         gradient_checkpointing=checkpointing, packing=packing, data=pairs.manifest, composition=data.composition,
         train_rows=len(data.train), eval_rows=len(data.eval) if data.eval is not None else 0, dropped=data.dropped,
@@ -240,7 +242,7 @@ def decide_packing(mode: str, model: Any, plan: Plan) -> bool:
     with SDPA/eager a packed row needs a block-diagonal mask over the whole row, and length buckets measured faster
     (benchmarks/train_throughput.py); on packs with whichever kernel is loaded, and stops if the check fails."""
     kernel = str(getattr(model.config, "_attn_implementation", "") or "")
-    if mode == "off" or not supports_packing(plan.family) or (mode == "auto" and not kernel.startswith("flash")):
+    if mode == "off" or not family_spec(plan.family).packs or (mode == "auto" and not kernel.startswith("flash")):
         return False
     import torch
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from herd.errors import UserError
+from herd.students import family_spec
 
 BUCKET = 16  # every bucket length is a multiple of this (16 up to 128, 64 up to 512, then 128); rows of 64
 ROW = 64
@@ -81,7 +82,7 @@ def check_budget(batch_tokens: int, costs: Sequence[int], real: Sequence[int], w
 
 def smallest_budget(sizes: Sequence[tuple[int, int]], family: str, packing: bool) -> int:
     """The smallest batch_tokens that holds every example (padding included): a default is raised to it."""
-    if packing or family != "seq2seq":
+    if packing or not family_spec(family).separate_decoder:
         return max(a for a, _ in sizes) if packing else max(bucket_length(a) for a, _ in sizes)
     return max(bucket_length(a) + bucket_length(b) for a, b in sizes)
 
@@ -95,7 +96,7 @@ def make_layout(sizes: Sequence[tuple[int, int]], family: str, packing: bool, ba
         row = min(round_up(max(lengths)), batch_tokens)
         return Layout("packed", batch_tokens, max_examples, row_length=row, rows=max(1, batch_tokens // row),
                       flat=flat)
-    if family == "seq2seq":
+    if family_spec(family).separate_decoder:  # encoder inputs and labels pad separately: a pair costs both
         keys = [(bucket_length(a), bucket_length(b)) for a, b in sizes]
         real = [a + b for a, b in sizes]
     else:

@@ -16,15 +16,16 @@ from typing import Any
 from herd.config import StudentConfig
 from herd.errors import UserError
 from herd.students import (
-    PAD_TOKEN,
+    CAUSAL,
     Student,
     family_of_config,
+    family_spec,
     load_config_of,
     load_student,
-    model_class,
+    set_pad_token,
+    set_special_ids,
     source_args,
 )
-from herd.students.training import set_special_ids
 
 _INIT = re.compile(r"^(pretrained|scratch|teacher-layers:(\d+))$")
 
@@ -109,10 +110,10 @@ def _scratch(sc: StudentConfig, config: Any, model_kwargs: dict[str, Any], where
         raise UserError(f"{where}.tokenizer: init = 'scratch' from a model type needs a tokenizer")
     tokenizer = load_tokenizer(sc.tokenizer or sc.base)
     family = family_of_config(config, sc.base)
-    if tokenizer.pad_token is None:
-        tokenizer.add_special_tokens({"pad_token": PAD_TOKEN})
+    set_pad_token(tokenizer)  # the one pad rule (students.padding): EOS pads where the tokenizer has no pad token
     set_special_ids(config, tokenizer, family)
-    model = model_class(family).from_config(config, **{k: v for k, v in model_kwargs.items() if k != "device_map"})
+    kwargs = {k: v for k, v in model_kwargs.items() if k != "device_map"}
+    model = family_spec(family).model_class().from_config(config, **kwargs)
     return Student(model, tokenizer, family, None, sc.base)
 
 
@@ -143,7 +144,7 @@ def init_from_teacher_layers(teacher: str, layers: int | Sequence[int]) -> Stude
     so `save_student` writes an ordinary fp32 checkpoint.
     """
     source = load_student(teacher, device="cpu", dtype="float32")
-    if source.family != "causal":
+    if source.spec.separate_decoder:  # its blocks must be one decoder stack with a head
         raise UserError(f"{teacher}: teacher-layers needs a decoder-only teacher")
     prefix, stack = layer_stack(source.model)
     keep = spread(len(stack), layers) if isinstance(layers, int) else sorted(set(layers))
@@ -155,7 +156,7 @@ def init_from_teacher_layers(teacher: str, layers: int | Sequence[int]) -> Stude
         config.layer_types = [config.layer_types[i] for i in keep]
     if hasattr(config, "quantization_config"):
         del config.quantization_config
-    model = model_class("causal").from_config(config)
+    model = CAUSAL.model_class().from_config(config)
     renumber = {old: new for new, old in enumerate(keep)}
     state = {}
     for key, value in source.model.state_dict().items():
@@ -171,4 +172,4 @@ def init_from_teacher_layers(teacher: str, layers: int | Sequence[int]) -> Stude
         raise UserError(f"{teacher}: layer copy left {len(missing)} missing and {len(unexpected)} unexpected weights")
     if getattr(model.config, "tie_word_embeddings", False):
         model.tie_weights()
-    return Student(model, source.tokenizer, "causal", None, teacher, {"init": f"teacher-layers:{keep}"})
+    return Student(model, source.tokenizer, CAUSAL.name, None, teacher, {"init": f"teacher-layers:{keep}"})

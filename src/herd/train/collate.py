@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from herd.students import IGNORE
+from herd.students import IGNORE, family_spec
 from herd.train.batching import bucket_length, segment, shape_rows
 from herd.train.kd import kd_batch
 
@@ -94,7 +94,7 @@ class BucketCollator:
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
         import torch
 
-        seq2seq = self.family == "seq2seq"
+        seq2seq = family_spec(self.family).separate_decoder
         if "bucket" in features[0]:
             width, label_width = self.buckets[max(int(f["bucket"]) for f in features)]
         else:

@@ -18,7 +18,7 @@ from typing import Any
 from herd.config import Config
 from herd.errors import UserError
 from herd.records import iter_rows, numbered_rows
-from herd.students import Family
+from herd.students import Family, family_spec
 from herd.students.training import encode_pairs
 from herd.train.collate import label_tokens
 from herd.train.record import Encoding
@@ -177,7 +177,8 @@ def tokenise(
     composition = _composition(train)
     lengths = list(train["length"])
     counts = train.select_columns(["prompt_tokens", "response_tokens", ROW_COLUMN]).to_dict()
-    if family == "seq2seq":  # encoder input, labels
+    spec = family_spec(family)
+    if spec.separate_decoder:  # encoder input, labels
         sizes = list(zip(counts["prompt_tokens"], counts["response_tokens"], strict=True))
     else:
         sizes = [(n, n) for n in lengths]
@@ -189,13 +190,13 @@ def tokenise(
         from herd.train.kd import KD_FIELDS
         from herd.train.kd_data import attach
 
-        train, coverage = attach(train, kd[0], kd[1], family == "seq2seq")
+        train, coverage = attach(train, kd[0], kd[1], spec.separate_decoder)
         keep += list(KD_FIELDS)
     train = train.select_columns(keep)
     if evaluation is not None:
         evaluation = _encode(evaluation, family, tokenizer, wrapper, encoding)[0]
         if kd is not None:
-            evaluation = attach(evaluation, kd[0], kd[1], family == "seq2seq")[0]
+            evaluation = attach(evaluation, kd[0], kd[1], spec.separate_decoder)[0]
         evaluation = evaluation.select_columns(keep)
     return Tokenised(train, evaluation, lengths, composition, dropped, sizes, where, coverage)
 
@@ -209,7 +210,8 @@ def _encode(raw: Any, family: Family, tokenizer: Any, wrapper: str | None, encod
         if "id" in batch:
             out["id"] = batch["id"]  # each training row names the dataset row it came from
         out[ROW_COLUMN] = batch[ROW_COLUMN]
-        out["loss_tokens"] = [label_tokens(labels, family != "seq2seq") for labels in out["labels"]]
+        shift = family_spec(family).shifts_labels
+        out["loss_tokens"] = [label_tokens(labels, shift) for labels in out["labels"]]
         return out
 
     procs = min(8, max(1, len(raw) // 50_000))  # a process per 50K rows: tokenising LaMini's 2.6M takes minutes

@@ -16,9 +16,8 @@ from typing import Any
 from herd.config import TrainConfig
 from herd.errors import UserError
 from herd.rundir import versions
-from herd.students import Family, Student
+from herd.students import Family, Student, attention_kernel, family_spec
 from herd.students.saving import save_student
-from herd.students.training import attention_kernel, peft_task
 from herd.train.card import write_card
 from herd.train.record import Lora, StudentRun
 
@@ -50,7 +49,7 @@ def with_lora(model: Any, tc: TrainConfig, family: Family) -> Any:
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
     targets: Any = "all-linear" if list(tc.lora_targets) == ["all-linear"] else list(tc.lora_targets)
     config = LoraConfig(r=tc.lora_r, lora_alpha=tc.lora_alpha, lora_dropout=tc.lora_dropout, target_modules=targets,
-                        task_type=peft_task(family))
+                        task_type=family_spec(family).peft_task)
     return get_peft_model(model, config)
 
 
@@ -64,12 +63,12 @@ def final_model(trainer: Any, student: Student, lora: Lora, work: Path) -> Any:
     import torch
     from peft import PeftModel
 
-    from herd.students import model_class, source_args
+    from herd.students import source_args
 
     adapter = work / "adapter"
     model.save_pretrained(str(adapter))
     src, extra = source_args(student.path)
-    base = model_class(student.family).from_pretrained(src, dtype=torch.bfloat16, **extra)
+    base = student.spec.model_class().from_pretrained(src, dtype=torch.bfloat16, **extra)
     if base.get_input_embeddings().weight.shape[0] < len(student.tokenizer):
         base.resize_token_embeddings(len(student.tokenizer))
     return PeftModel.from_pretrained(base, str(adapter)).merge_and_unload()

@@ -22,7 +22,7 @@ from typing import Any
 
 from herd.config import Config
 from herd.errors import UserError
-from herd.students import Family
+from herd.students import Family, FamilySpec, family_spec, pad_id, spec_of_model
 from herd.train.data import Pairs
 from herd.train.record import Encoding
 
@@ -61,17 +61,10 @@ def measure(model: Any, tokenizer: Any, family: Family, wrapper: str | None, enc
     encoded = encode_pairs(family, tokenizer, wrapper, (list(held["instruction"]), list(held["response"])),
                            **encoding.kwargs())
     rows = [(i, lab) for i, lab in zip(encoded["input_ids"], encoded["labels"], strict=True) if i]
-    return _loss(model, rows, family == "seq2seq", pad_id(tokenizer))
+    return _loss(model, rows, family_spec(family), pad_id(tokenizer))
 
 
-def pad_id(tokenizer: Any) -> int:
-    for tid in (tokenizer.pad_token_id, tokenizer.eos_token_id):
-        if tid is not None:
-            return int(tid)
-    return 0
-
-
-def _loss(model: Any, rows: list[tuple[list[int], list[int]]], seq2seq: bool, pad: int) -> dict[str, Any]:
+def _loss(model: Any, rows: list[tuple[list[int], list[int]]], spec: FamilySpec, pad: int) -> dict[str, Any]:
     """Token-weighted mean cross-entropy over the labelled tokens (labels -100 carry none): the training loss
     (herd.train.loss.label_loss, summed) over the held-out rows, tokens counted on the host as training counts them."""
     import torch
@@ -90,9 +83,10 @@ def _loss(model: Any, rows: list[tuple[list[int], list[int]]], seq2seq: bool, pa
             labels = _right_pad([r[1] for r in batch], -100)[0]
             ids, mask, labels = ids.to(device), mask.to(device), labels.to(device)
             with torch.inference_mode():  # T5 builds its decoder inputs from the labels
-                logits = model(input_ids=ids, attention_mask=mask, **({"labels": labels} if seq2seq else {})).logits
-                total += float(label_loss(logits, labels, not seq2seq, 1))
-            count += sum(label_tokens(r[1], not seq2seq) for r in batch)
+                extra = {"labels": labels} if spec.separate_decoder else {}
+                logits = model(input_ids=ids, attention_mask=mask, **extra).logits
+                total += float(label_loss(logits, labels, spec.shifts_labels, 1))
+            count += sum(label_tokens(r[1], spec.shifts_labels) for r in batch)
     finally:
         model.train(was_training)
     if not count:
@@ -147,7 +141,6 @@ def teacher_loss(cfg: Config, held: Any) -> dict[str, Any]:
             answer = list(tokenizer(response, add_special_tokens=False)["input_ids"]) + ([eos] if eos is not None
                                                                                       else [])
             rows.append((prompt + answer, [-100] * len(prompt) + answer))
-        return {"model": teacher.model_id, **_loss(model, rows, bool(model.config.is_encoder_decoder),
-                                                   pad_id(tokenizer))}
+        return {"model": teacher.model_id, **_loss(model, rows, spec_of_model(model), pad_id(tokenizer))}
     finally:
         teacher.close()

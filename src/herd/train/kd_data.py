@@ -85,14 +85,14 @@ def example_targets(labels: list[int], start: int, found: Any, k: int) -> dict[s
             "kd_lps": lps[steps].reshape(-1).tolist()}
 
 
-def attach(dataset: Any, targets: dict[str, Any], k: int, seq2seq: bool) -> tuple[Any, dict[str, Any]]:
+def attach(dataset: Any, targets: dict[str, Any], k: int, separate_decoder: bool) -> tuple[Any, dict[str, Any]]:
     """The tokenised dataset with kd_pos / kd_ids / kd_lps columns, and coverage figures for herd.json."""
 
     def add(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
         out: dict[str, list[Any]] = {"kd_pos": [], "kd_ids": [], "kd_lps": []}
         ids = batch.get("id") or [""] * len(batch["labels"])  # rows without ids cannot be joined: CE only
         for row_id, labels, prompt in zip(ids, batch["labels"], batch["prompt_tokens"], strict=True):
-            one = example_targets(labels, 0 if seq2seq else int(prompt), targets.get(str(row_id)), k)
+            one = example_targets(labels, 0 if separate_decoder else int(prompt), targets.get(str(row_id)), k)
             for key in out:
                 out[key].append(one[key])
         return out

@@ -19,7 +19,7 @@ from typing import Any
 
 from herd.errors import UserError
 from herd.rundir import write_json
-from herd.students.training import trainer_classes
+from herd.students import family_spec
 from herd.train.batching import Batches
 from herd.train.data import Tokenised
 from herd.train.device import cuda_flags
@@ -40,7 +40,7 @@ def make_trainer(run: StudentRun, model: Any, args: Any, tokenizer: Any, data: T
     from herd.train.loss import student_loss
 
     family, kd_weight = run.family, run.kd_weight
-    base = trainer_classes(family)[0]
+    base = family_spec(family).trainer_classes()[0]
     sampler = batches.sampler
 
     class HerdTrainer(base):  # type: ignore[misc,valid-type]  # get_train_dataloader is Trainer's documented hook
@@ -105,7 +105,7 @@ def training_args(run: StudentRun, tc: Any, seed: int) -> Any:
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     recipe = run.recipe
     has_eval = tc.eval_fraction > 0
-    args_class = trainer_classes(run.family)[1]
+    args_class = family_spec(run.family).trainer_classes()[1]
     return args_class(
         **version_kwargs(args_class, run.gradient_checkpointing, recipe.warmup_ratio), **cuda_flags(),
         output_dir=str(run.work), per_device_train_batch_size=recipe.micro_batch_size,

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from herd.students import IGNORE
+from herd.students import IGNORE, family_spec
 from herd.train.collate import HOST_COUNTS
 from herd.train.kd import BATCH_FIELDS, distill_loss
 
@@ -73,7 +73,7 @@ def student_loss(model: Any, inputs: dict[str, Any], family: str, num_items: Any
 
     model_inputs, labels, counts = split_inputs(inputs)
     items = num_items if num_items is not None else max(1, counts["herd_label_tokens"])
-    shift = family != "seq2seq"
+    shift = family_spec(family).shifts_labels
     kd = {k: inputs[k] for k in BATCH_FIELDS} if "kd_ids" in inputs else None
     if not scored_only:
         outputs = model(**model_inputs, use_cache=False)

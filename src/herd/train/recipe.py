@@ -12,7 +12,7 @@ from typing import Any
 
 from herd.config import StudentConfig, TrainConfig
 from herd.errors import UserError
-from herd.students import Family, wraps_prompts
+from herd.students import Family, family_spec
 
 PAPER = "paper"  # LaMini §2: a number the paper states
 OPEN = "open"  # the paper is silent; herd's default (Alpaca's recipe, which LaMini says it followed for decoders)
@@ -96,7 +96,7 @@ def provenance(tc: TrainConfig, recipe: Recipe, family: Family) -> list[tuple[st
     for key, (paper_value, source) in LAMINI.items():
         if key not in values or (key.startswith("lr_") and key != "lr_" + family):
             continue
-        if not wraps_prompts(family) and key in ("wrapper", "mask_prompt", "response_prefix"):
+        if not family_spec(family).wraps_prompts and key in ("wrapper", "mask_prompt", "response_prefix"):
             continue
         value = values[key]
         same = value == paper_value or (key == "epochs" and value == LARGE_EPOCHS)
