@@ -98,7 +98,7 @@ def test_over_context(spec, prompt, new, context, reason):
 def test_generate_chat_and_serve_apply_the_same_context_rule(tiny_models, name):
     from herd.chat import ChatSession
     from herd.config import ServeConfig
-    from herd.serve.models import ServedModel, sampling
+    from herd.serve.loaded import ServedModel, sampling
     from herd.serve.protocol import ApiError, CompletionRequest
     from herd.students import load_student
     from herd.textgen import GenParams

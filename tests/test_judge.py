@@ -126,7 +126,7 @@ def test_cli_answers_bad_model_spec_exit_2(tmp_path):
 
 
 def test_students_are_finished_checkpoints_only(tmp_path):
-    from herd.rate.models import resolve
+    from herd.rate.answerers import resolve
 
     train = tmp_path / "runs" / "j" / "train"
     for folder in ("tiny-a", "tiny-a/checkpoint-4", "tiny-b.partial/final", "tiny-b.partial/checkpoint-2", "tiny-c"):

@@ -30,7 +30,7 @@ EXTRA_OF = {
     "teacher/embedded.py": "local", "teacher/scoring.py": "local", "teacher/llamacpp.py": "llamacpp",
     "sampling.py": "local", "teacher/structured.py": "local",  # structured.py's top level is stdlib only (fake uses it)
     "instructions/": "data", "responses.py": "data", "mix.py": "data", "dedup/": "data", "stats/": "data",
-    "export.py": "data", "card.py": "data",
+    "export.py": "data", "dataset_card.py": "data",
     "train/": "train", "bench/": "eval", "serve/": "serve", "rate/": "rate",
 }
 # Imports inside one function for one feature, with the extra that feature needs.

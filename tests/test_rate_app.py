@@ -13,7 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from herd.rate.app import create_app
-from herd.rate.design import make_plan
+from herd.rate.design import assign
 from herd.rate.store import Study
 from tests.rate_study import MODELS, csrf_of, make_study, write_answers
 
@@ -57,15 +57,15 @@ def stored(study) -> list[dict]:
     return Study(study["folder"]).export_rows()
 
 
-def test_plan_gives_every_answer_distinct_raters_in_a_seeded_shuffled_order():
+def test_assignment_gives_every_answer_distinct_raters_in_a_seeded_shuffled_order():
     answers = [{"id": f"q{i}::{m}", "instruction_id": f"q{i}"} for i in range(10) for m in ("a", "b", "c")]
-    plan = make_plan(answers, per_item=3, per_rater=6, raters=0, names=[], seed=7)
+    plan = assign(answers, per_item=3, per_rater=6, raters=0, names=[], seed=7)
     assert len(plan.raters) == 15 and all(len(items) == 6 and len(set(items)) == 6 for items in plan.items)
     assert Counter(i for items in plan.items for i in items) == Counter({a["id"]: 3 for a in answers})
-    assert plan == make_plan(answers, per_item=3, per_rater=6, raters=0, names=[], seed=7)
-    same_set = make_plan(answers, per_item=2, per_rater=30, raters=0, names=[], seed=7)
+    assert plan == assign(answers, per_item=3, per_rater=6, raters=0, names=[], seed=7)
+    same_set = assign(answers, per_item=2, per_rater=30, raters=0, names=[], seed=7)
     assert sorted(same_set.items[0]) == sorted(same_set.items[1]) and same_set.items[0] != same_set.items[1]
-    assert make_plan(answers, per_item=3, per_rater=6, raters=0, names=[], seed=8).items != plan.items
+    assert assign(answers, per_item=3, per_rater=6, raters=0, names=[], seed=8).items != plan.items
 
 
 def test_rater_pages_are_blind(study):

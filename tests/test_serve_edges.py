@@ -12,7 +12,7 @@ import pytest
 from herd.config import ServeConfig
 from herd.serve import ServerThread
 from herd.serve.app import build_app
-from herd.serve.models import load_models
+from herd.serve.loaded import load_models
 
 
 @pytest.fixture(scope="module")

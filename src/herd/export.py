@@ -22,38 +22,20 @@ import json
 import shutil
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from herd.config import Config, ExportConfig
+from herd.dataset_card import Scan, SourceStats, card_text
 from herd.errors import UserError
 from herd.records import numbered_rows
-from herd.rundir import file_hash, redact, run_path, versions, write_json
+from herd.rundir import file_hash, publish, redact, run_path, versions, write_json
 
 STAGE = "export"
 FORMATS = ("parquet", "jsonl")
 UPSTREAM = ("dedup", "mix", "responses")  # stages whose output export takes by default (the newest one)
 BATCH = 10_000
 SAMPLE = 1_000  # values per column used to infer its Parquet type
-
-
-@dataclass
-class SourceStats:
-    rows: int = 0
-    instruction_words: int = 0
-    responses: int = 0
-    response_words: int = 0
-
-
-@dataclass
-class Scan:
-    """What the first pass learned: row count, per-source numbers, the columns to write and their sample values."""
-
-    rows: int = 0
-    sources: dict[str, SourceStats] = field(default_factory=dict)
-    columns: list[str] = field(default_factory=list)
-    samples: dict[str, list[Any]] = field(default_factory=dict)
 
 
 def run(cfg: Config) -> Path:
@@ -69,8 +51,6 @@ def run(cfg: Config) -> Path:
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         files = write_shards(source, scan, tmp, ec)
-        from herd.card import card_text
-
         (tmp / "README.md").write_text(card_text(cfg, scan, source, files), encoding="utf-8")
         manifest = {
             "stage": STAGE, "config": redact(cfg.as_dict()), "versions": versions(), "input": str(source),
@@ -82,9 +62,7 @@ def run(cfg: Config) -> Path:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
-    return out
+    return publish(tmp, out)
 
 
 def input_path(cfg: Config) -> Path:

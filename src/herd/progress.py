@@ -1,5 +1,6 @@
 """Progress you can watch: a rich bar with rows/s, tokens/s, ETA, errors and cost so far; or, in quiet mode (CI
-logs, no terminal), one plain line when the work starts and then every few seconds with the same numbers.
+logs, no terminal), one plain line when the work starts and then every few seconds with the same numbers. Stages
+count rows (teacher calls, with errors and cost); training counts optimizer steps and shows the loss (`status`).
 
 Quiet lines come from a timer thread, not from `advance`: a local teacher finishes a whole batch of rows at once after
 minutes of work, and a line written at the batch's first row would say "1 done" and extrapolate an ETA of hours.
@@ -8,24 +9,40 @@ The timer also keeps a line coming while a long first batch is still running ("0
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
 from typing import Any
 
 
+def note(line: str) -> None:
+    """One status line on stderr, beside the bars (stdout holds a command's result); from the main process only,
+    since under `accelerate launch` every process runs the same code."""
+    if os.environ.get("RANK", "0") == "0":
+        print(line, file=sys.stderr, flush=True)
+
+
 class Progress:
-    """`with Progress("responses", total=n) as p: p.advance(tokens=..., cost=..., error=...)`."""
+    """`with Progress("responses", total=n) as p: p.advance(tokens=..., cost=..., error=...)`.
+
+    `unit` names what is counted; `start` is work done before this run (a resumed training: its ETA and rates come
+    from this run's own pace); `costs=False` leaves out errors and dollars; `status` is free text shown last."""
 
     def __init__(
-        self, label: str, total: int | None, quiet: bool = False, every_s: float = 10.0, enabled: bool = True
+        self, label: str, total: int | None, quiet: bool = False, every_s: float = 10.0, enabled: bool = True,
+        *, unit: str = "rows", start: int = 0, costs: bool = True,
     ) -> None:
         self.enabled = enabled
         self.label = label
         self.total = total
         self.quiet = quiet or not sys.stderr.isatty()
         self.every_s = every_s
-        self.done = 0
+        self.unit = unit
+        self.start = start
+        self.costs = costs
+        self.status = ""
+        self.done = start
         self.errors = 0
         self.tokens = 0
         self.cost = 0.0
@@ -37,6 +54,13 @@ class Progress:
         self._timer: threading.Thread | None = None
 
     def __enter__(self) -> Progress:
+        return self.open()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def open(self) -> Progress:
+        """Show the bar (or the first quiet line); `with` calls this, a callback-driven loop calls it itself."""
         if self.enabled and not self.quiet:
             from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
             from rich.progress import Progress as RichProgress
@@ -47,7 +71,7 @@ class Progress:
                 transient=False,
             )
             self._bar.start()
-            self._task = self._bar.add_task(self.label, total=self.total, rate="", extra="")
+            self._task = self._bar.add_task(self.label, total=self.total, completed=self.start, rate="", extra="")
         elif self.enabled:
             self.log()
             self._timer = threading.Thread(target=self._tick, daemon=True, name=f"progress-{self.label}")
@@ -68,16 +92,17 @@ class Progress:
 
     def rates(self) -> str:
         elapsed = max(time.monotonic() - self.started, 1e-9)
-        return f"{self.done / elapsed:.2f} rows/s {self.tokens / elapsed:.0f} tok/s"
+        return f"{(self.done - self.start) / elapsed:.2f} {self.unit}/s {self.tokens / elapsed:.0f} tok/s"
 
     def extras(self) -> str:
-        return f"errors {self.errors} ${self.cost:.4f}"
+        money = f"errors {self.errors} ${self.cost:.4f}" if self.costs else ""
+        return " ".join(part for part in (money, self.status) if part)
 
     def eta(self) -> str:
-        if not self.total or not self.done:
+        if not self.total or self.done <= self.start:
             return "?"
         elapsed = time.monotonic() - self.started
-        left = elapsed / self.done * (self.total - self.done)
+        left = elapsed / (self.done - self.start) * (self.total - self.done)
         return time.strftime("%H:%M:%S", time.gmtime(left))
 
     def log(self) -> None:
@@ -86,7 +111,7 @@ class Progress:
         print(f"[{self.label}] {self.done}/{total} {self.rates()} eta {self.eta()} {self.extras()}",
               file=sys.stderr, flush=True)
 
-    def __exit__(self, *exc: object) -> None:
+    def close(self) -> None:
         if self._bar is not None:
             self._bar.stop()
         elif self.enabled:

@@ -23,7 +23,6 @@ import hashlib
 import importlib
 import json
 import shutil
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from typing import Any
 
 from herd.config import Config
 from herd.errors import UserError
+from herd.progress import note
 from herd.rundir import run_path, write_json
 
 
@@ -266,7 +266,7 @@ def run_chain(
     cfg: Config, stages: list[StageSpec], force: bool = False, echo: Callable[[str], None] | None = None
 ) -> dict[str, str]:
     """Run the selected stages in order; returns {stage: 'ran' | 'skipped'}."""
-    say = echo or (lambda line: print(line, file=sys.stderr, flush=True))
+    say = echo or note
     keys = stage_keys(cfg)
     state = State(cfg)
     outcome: dict[str, str] = {}
@@ -274,7 +274,8 @@ def run_chain(
     if cfg.sources:
         from herd.sources import preflight
 
-        preflight(cfg, [s for s in stages if s.source and s.kind != "responses"])  # every seed pool and prompt set
+        # every seed pool and prompt set
+        preflight(cfg, [(s.kind, stage_config(cfg, s)) for s in stages if s.source and s.kind != "responses"])
     for number, spec in enumerate(stages, start=1):
         tag = f"[{number}/{len(stages)}] {spec.name}"
         if not force and state.finished(spec.name, keys[spec.name]) and spec.name != "report":

@@ -8,7 +8,10 @@ runs/NAME/
 ```
 
 `StageDir` opens a stage's two row files for appending and writes `manifest.json` (resolved config, versions,
-prompt hashes, counts, timings, teacher usage; never a secret) atomically when the stage finishes.
+prompt hashes, counts, timings, teacher usage; never a secret) atomically when the stage finishes. A stage that
+builds its whole output in a sibling folder (`<stage>.tmp`) puts it in place with `publish`: renames only, so a kill
+at any moment leaves the earlier folder or the new one, never a mix of both, and a failure before `publish` leaves
+the earlier output as it was.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ import json
 import os
 import platform
 import re
+import shutil
+import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -151,3 +156,55 @@ def write_json(path: str | Path, obj: Any) -> None:
     tmp = p.with_name(p.name + ".tmp")
     tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
     os.replace(tmp, p)
+
+
+RENAME_EXCHANGE = 2  # renameat2 flag (Linux >= 3.15): swap two paths in one atomic step
+AT_FDCWD = -100
+
+
+def publish(built: Path, final: Path) -> Path:
+    """Put the finished folder `built` in place as `final`, replacing an earlier `final`; returns `final`.
+
+    Where the file system can swap two paths atomically (Linux renameat2), `final` is never missing: it names the old
+    folder until the swap and the new one after it. Elsewhere the old folder is first renamed to `<final>.old`; a
+    kill between the two renames leaves it there, and the next `publish` (or `recover_published`) renames it back
+    before anything else happens."""
+    recover_published(final)
+    if final.exists() and _exchange(built, final):
+        shutil.rmtree(built, ignore_errors=True)  # `built` now holds the old folder
+        return final
+    old = final.with_name(final.name + ".old")
+    if final.exists():
+        os.replace(final, old)
+    try:
+        os.replace(built, final)
+    except BaseException:
+        recover_published(final)  # a failed rename: the earlier folder goes back
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def recover_published(final: Path) -> None:
+    """Finish what a killed `publish` left: the old folder back in place, or the old copy gone."""
+    old = final.with_name(final.name + ".old")
+    if not old.exists():
+        return
+    if final.exists():
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(old, final)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two existing paths atomically; False where the system or file system cannot (then nothing changed)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (AttributeError, OSError):  # a C library without renameat2 (glibc < 2.28, musl)
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    return bool(renameat2(AT_FDCWD, os.fsencode(a), AT_FDCWD, os.fsencode(b), RENAME_EXCHANGE) == 0)

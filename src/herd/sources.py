@@ -19,13 +19,9 @@ import random
 import re
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from herd.config import Config, SourceConfig
 from herd.errors import UserError
-
-if TYPE_CHECKING:
-    from herd.run import StageSpec
 
 # (kind, style) -> the paper's instruction_source label
 LABELS = {
@@ -139,7 +135,7 @@ def load(cfg: Config) -> list[dict[str, str]]:
 
 def run_prompts(cfg: Config) -> Path:
     """The prompts step of an answer source: a seeded sample of its prompt set, written to prompts/data.jsonl."""
-    from herd.rundir import StageDir
+    from herd.rundir import StageDir, publish
 
     ic = cfg.instructions
     rows = load(cfg)
@@ -153,23 +149,19 @@ def run_prompts(cfg: Config) -> Path:
         stage.keep(rows[i])
     stage.finish(cfg, {"input": ic.seeds, "split": ic.seeds_split, "subsets": ic.seeds_subset,
                        "available": len(rows), "wanted": ic.calls})
-    shutil.rmtree(final, ignore_errors=True)
-    tmp.rename(final)
-    return final
+    return publish(tmp, final)
 
 
-def preflight(cfg: Config, specs: list[StageSpec]) -> None:
+def preflight(cfg: Config, stages: list[tuple[str, Config]]) -> None:
     """Read every seed pool and prompt set the run will use (a missing field names the field and the dataset),
-    before the first teacher call."""
+    before the first teacher call. `stages`: (kind, the config as that per-source stage sees it) for each."""
     from herd.instructions.stage import settings
-    from herd.run import stage_config
     from herd.teacher.engine import api_key
 
-    if specs and cfg.teacher.backend == "openai":
+    if stages and cfg.teacher.backend == "openai":
         api_key(cfg.teacher)  # a missing key stops here, before any dataset is downloaded
-    for spec in specs:
-        seen = stage_config(cfg, spec)
-        if spec.kind == "prompts":
+    for kind, seen in stages:
+        if kind == "prompts":
             load(seen)
             continue
         from herd.instructions.seeds import FieldMap, load_pool

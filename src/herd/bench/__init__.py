@@ -13,17 +13,17 @@ are not cached, so the next run tries again). Each task is one harness call, so 
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from herd.bench import cache
-from herd.bench.models import ModelSpec, default_cache_dir, resolve_models
+from herd.bench.model_specs import ModelSpec, default_cache_dir, resolve_models
 from herd.bench.report import Scored, lamini_decoders, paper_table, score_of
 from herd.bench.tasks import TaskSpec, build_tasks, load_suite, resolve
 from herd.config import BenchConfig, Config
 from herd.errors import UserError
+from herd.progress import note
 from herd.rundir import redact, run_path, versions, write_json
 
 STAGE = "bench"
@@ -56,7 +56,7 @@ def run(cfg: Config) -> Path:
     for model in models:
         runnable = [t for t in todo[model.label] if t.name in built]
         failed[model.label] = {t.name: unbuilt[t.name] for t in todo[model.label] if t.name in unbuilt}
-        say(f"{model.label}: {len(tasks) - len(todo[model.label])} of {len(tasks)} tasks cached"
+        note(f"[bench] {model.label}: {len(tasks) - len(todo[model.label])} of {len(tasks)} tasks cached"
             + (f", running {', '.join(t.name for t in runnable)}" if runnable else ""))
         if runnable:
             failed[model.label].update(score_model(
@@ -94,7 +94,7 @@ def build_needed(manager: Any, tasks: list[TaskSpec], todo: dict[str, list[TaskS
         more = f" (and {len(unbuilt) - 1} more task(s) that cannot be built)" if len(unbuilt) > 1 else ""
         raise UserError(next(iter(unbuilt.values())) + more)
     for message in unbuilt.values():
-        say(message)
+        note(f"[bench] {message}")
     return built, unbuilt
 
 
@@ -116,7 +116,7 @@ def score_model(model: ModelSpec, tasks: list[tuple[TaskSpec, Any]], manager: An
                                        bootstrap_iters=bc.bootstrap_iters)
         except Exception as exc:  # noqa: BLE001 - one task's data, code or size must not stop the other tasks
             failed[spec.name] = f"task {spec.name}: failed on {model.label} ({one_line(exc)})"
-            say(failed[spec.name])
+            note(f"[bench] {failed[spec.name]}")
             continue
         for name, piece in split_by_task(output).items():
             store(name, piece)
@@ -178,7 +178,3 @@ def parse_batch(value: str) -> int | str:
     if value.isdigit() and int(value) > 0:
         return int(value)
     raise UserError(f"bench.batch_size = {value!r}: expected auto or a positive whole number")
-
-
-def say(message: str) -> None:
-    print(f"[bench] {message}", file=sys.stderr, flush=True)

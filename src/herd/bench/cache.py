@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from herd.bench.models import ModelSpec
+from herd.bench.model_specs import ModelSpec
 from herd.bench.tasks import TaskSpec
 from herd.rundir import write_json
 

@@ -15,7 +15,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from herd.bench.models import ModelSpec, short_id
+from herd.bench.model_specs import ModelSpec, short_id
 from herd.bench.tasks import PAPER_TASKS, TaskSpec
 
 PAPER_FILE = "lamini_nlp_results.csv"

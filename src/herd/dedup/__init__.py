@@ -31,7 +31,7 @@ from herd.dedup.filters import Filters, compile_refusals, reject_reason
 from herd.errors import UserError
 from herd.progress import Progress
 from herd.records import empty_input, iter_rows, numbered_rows
-from herd.rundir import StageDir, run_path
+from herd.rundir import StageDir, publish, run_path
 
 STAGE = "dedup"
 _TICK = 10_000  # rows between progress updates
@@ -59,8 +59,7 @@ def run(cfg: Config) -> Path:
     bands, per_band = band_shape(dc.threshold, dc.num_perm) if dc.near else (0, 0)
     stage.finish(cfg, {"input": str(source), "rows_in": len(scan.ids), "seconds": timings,
                        "lsh": {"bands": bands, "rows_per_band": per_band}})
-    swap_in(tmp, final)
-    return final
+    return publish(tmp, final)
 
 
 def input_path(cfg: Config) -> Path:
@@ -172,13 +171,3 @@ def copy_rows(source: Path, scan: Scan, stage: StageDir, quiet: bool) -> None:
                 stage.reject({**row, "duplicate_of": scan.ids[twin]} if twin != KEEP else row, reason)
             if (index + 1) % _TICK == 0:
                 bar.advance(_TICK)
-
-
-def swap_in(tmp: Path, final: Path) -> None:
-    """Replace the old output folder with the new one; a kill in between leaves a folder a rerun cleans up."""
-    old = final.with_name(final.name + ".old")
-    shutil.rmtree(old, ignore_errors=True)
-    if final.exists():
-        final.rename(old)
-    tmp.rename(final)
-    shutil.rmtree(old, ignore_errors=True)

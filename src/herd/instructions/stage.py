@@ -8,7 +8,6 @@ runs the calls whose tag hashes to shard i and writes `instructions/shard-i-of-n
 
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -20,6 +19,7 @@ from herd.instructions.parse import Piece, banned_pattern, judge, judge_json, no
 from herd.instructions.render import Call, Mode, check_input_format, check_template, plan_calls, render
 from herd.instructions.seeds import FieldMap, Pool, load_pool
 from herd.instructions.topics import load_topics, propose
+from herd.progress import note
 from herd.prompts import prompt_path, read_prompt
 from herd.records import in_shard, parse_shard, stable_id
 from herd.rundir import StageDir, file_hash, journal_path, run_path
@@ -171,8 +171,8 @@ def choose_output(
     probe = engine.ask(call_requests(calls[:1], s, ic, params, run_seed)[0])
     if probe.ok or not structured.is_refusal(probe.error):
         return s, ""
-    print(f"herd instructions: the teacher endpoint refuses response_format ({probe.error[:120]}); "
-          "falling back to instructions.output = 'tags'", file=sys.stderr, flush=True)
+    note(f"herd instructions: the teacher endpoint refuses response_format ({probe.error[:120]}); "
+         "falling back to instructions.output = 'tags'")
     return _with_output(ic, s.modes, "tags"), probe.error[:240]
 
 

@@ -15,7 +15,7 @@ from herd.config import Config
 from herd.errors import UserError
 from herd.prompts import read_prompt
 from herd.rate import evalset
-from herd.rate.models import ModelSpec, answer_with, resolve, sampling
+from herd.rate.answerers import ModelSpec, answer_with, resolve, sampling
 from herd.records import write_rows
 from herd.rundir import StageDir, run_path
 

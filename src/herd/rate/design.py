@@ -16,13 +16,12 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from herd.errors import UserError
 from herd.rate import RATINGS
-from herd.rate.store import csv_uncell, now
+from herd.rate.store import Assignments, csv_uncell, now
 from herd.records import numbered_rows
 
 ANSWER_FIELDS = ("id", "instruction_id", "instruction", "model", "answer")
@@ -63,17 +62,9 @@ def _check_complete(path: Path, rows: list[dict[str, Any]]) -> None:
             )
 
 
-@dataclass(frozen=True)
-class Plan:
-    """Rater names and, for each, the answer ids they rate in the order they see them."""
-
-    raters: list[str]
-    items: list[list[str]]
-
-
-def make_plan(
+def assign(
     answers: Sequence[dict[str, Any]], per_item: int, per_rater: int, raters: int, names: Sequence[str], seed: int
-) -> Plan:
+) -> Assignments:
     """Who rates what (see the module docstring); per_rater 0 means: derived from the number of raters."""
     n = len(answers)
     if per_item < 1:
@@ -99,7 +90,7 @@ def make_plan(
         run = laid[index * per_rater:(index + 1) * per_rater]
         random.Random(f"herd-rate:{seed}:{index}").shuffle(run)
         items.append(run)
-    return Plan(names, items)
+    return Assignments(names, items)
 
 
 def _group_rank(answers: Sequence[dict[str, Any]]) -> dict[str, int]:

@@ -24,13 +24,13 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
 from herd.config import Config
 from herd.errors import UserError
+from herd.progress import note
 from herd.prompts import prompt_path, read_prompt
 from herd.records import ids, iter_rows, numbered_rows
 from herd.rundir import StageDir, journal_path, run_path
@@ -150,7 +150,7 @@ def choose_method(wanted: str, engine: Any, rubric: str, todo: dict[str, dict[st
     if wanted == "probabilities":
         raise UserError(f"judge.method = 'probabilities': {engine.model_id} {problem}; set judge.method = 'text' "
                         "(or 'auto', which falls back to text by itself)")
-    print(f"judge: {engine.model_id} {problem}; grading from the reply text instead", file=sys.stderr, flush=True)
+    note(f"judge: {engine.model_id} {problem}; grading from the reply text instead")
     return "text"
 
 

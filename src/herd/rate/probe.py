@@ -21,7 +21,7 @@ from typing import Any
 from herd.config import Config
 from herd.errors import UserError
 from herd.prompts import prompt_path, read_prompt
-from herd.rate.models import ModelSpec, answer_with, ask_teacher, resolve, sampling
+from herd.rate.answerers import ModelSpec, answer_with, ask_teacher, resolve, sampling
 from herd.records import iter_rows, numbered_rows, write_rows
 from herd.rundir import StageDir, run_path
 

@@ -20,13 +20,10 @@ from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from herd.errors import UserError
 from herd.rate import RATINGS
-
-if TYPE_CHECKING:
-    from herd.rate.design import Plan
 
 DB_NAME = "study.sqlite"
 SCHEMA = """
@@ -75,6 +72,15 @@ def transaction(con: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
 
 
 @dataclass(frozen=True)
+class Assignments:
+    """Who rates what (herd.rate.design.assign): rater names and, for each, the answer ids they rate in the order
+    they see them."""
+
+    raters: list[str]
+    items: list[list[str]]
+
+
+@dataclass(frozen=True)
 class Created:
     """A new study: where it is and the tokens to hand out (shown once; only their hashes are stored)."""
 
@@ -83,7 +89,8 @@ class Created:
     rater_tokens: dict[str, str]
 
 
-def create_study(folder: Path, answers: list[dict[str, Any]], plan: Plan, meta: dict[str, str]) -> Created:
+def create_study(folder: Path, answers: list[dict[str, Any]], assignments: Assignments,
+                 meta: dict[str, str]) -> Created:
     """Write a new study database; nothing is left behind if this fails."""
     path = Path(folder) / DB_NAME
     if path.exists():
@@ -92,7 +99,7 @@ def create_study(folder: Path, answers: list[dict[str, Any]], plan: Plan, meta: 
     tmp = path.with_name(DB_NAME + ".tmp")
     tmp.unlink(missing_ok=True)
     admin = secrets.token_urlsafe(32)
-    tokens = {name: secrets.token_urlsafe(32) for name in plan.raters}
+    tokens = {name: secrets.token_urlsafe(32) for name in assignments.raters}
     with closing(connect(tmp)) as con:
         con.execute("PRAGMA journal_mode=WAL")  # stored in the file: every later connection is in WAL mode
         con.executescript(SCHEMA)
@@ -105,7 +112,7 @@ def create_study(folder: Path, answers: list[dict[str, Any]], plan: Plan, meta: 
                  for a in answers],
             )
             pk = {row["id"]: row["pk"] for row in con.execute("SELECT id, pk FROM answers")}
-            for name, items in zip(plan.raters, plan.items, strict=True):
+            for name, items in zip(assignments.raters, assignments.items, strict=True):
                 cur = con.execute("INSERT INTO raters (name, token_hash) VALUES (?, ?)",
                                   (name, token_hash(tokens[name])))
                 con.executemany(

@@ -37,10 +37,10 @@ def create(cfg: Config) -> Created:
     if not source.is_file():
         raise UserError(f"{source}: answers table not found (run `herd answers` first, or pass --answers)")
     answers = design.load_answers(source, rc.allow_incomplete)
-    plan = design.make_plan(answers, rc.per_item, rc.per_rater, rc.raters, rc.rater_names, cfg.run.seed)
+    assignments = design.assign(answers, rc.per_item, rc.per_rater, rc.raters, rc.rater_names, cfg.run.seed)
     meta = {"name": rc.name or cfg.run.name, "source": str(source), "seed": str(cfg.run.seed),
             "per_item": str(rc.per_item), "url": base_url(cfg)}
-    return create_study(study_folder(cfg), answers, plan, meta)
+    return create_study(study_folder(cfg), answers, assignments, meta)
 
 
 def rater_link(url: str, token: str) -> str:

@@ -3,7 +3,7 @@
 Reads model checkpoints (the `[serve]` config section); writes nothing. Endpoints: `/v1/models`,
 `/v1/chat/completions`, `/v1/completions` (streaming over SSE and not), `/health`. Concurrent requests for a model
 are batched together (batcher.py); limits, the optional API key and backpressure are in app.py; the wire format
-and errors in protocol.py; loading and prompt rules in models.py.
+and errors in protocol.py; loading and prompt rules in loaded.py.
 
 `serve_forever(cfg)` is what the CLI runs; `ServerThread` runs an app on 127.0.0.1 in a background thread (tests
 and benchmarks).
@@ -35,7 +35,7 @@ def api_key(cfg: ServeConfig) -> str | None:
 def create_app(cfg: ServeConfig) -> Any:
     """Load the models and build the app (the key and every model checked before anything listens)."""
     from herd.serve.app import build_app
-    from herd.serve.models import load_models
+    from herd.serve.loaded import load_models
 
     key = api_key(cfg)
     return build_app(load_models(cfg), cfg, key)

@@ -20,7 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from herd.config import ServeConfig
 from herd.conversation import conversation_prompt
 from herd.serve.batcher import Overloaded
-from herd.serve.models import ServedModel, sampling
+from herd.serve.loaded import ServedModel, sampling
 from herd.serve.protocol import (
     ApiError,
     ChatRequest,

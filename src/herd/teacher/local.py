@@ -8,14 +8,11 @@ journal never loads it. Requests with equal sampling parameters are batched toge
 request's, else one from its journal key), so answers do not depend on batching; a request with a JSON-schema
 `response_format` is decoded under that schema (herd.teacher.structured, llguidance).
 
-Identity (`model_id`, part of every journal key): 'local:<name>:<hash>', where the hash covers the size and first
-MiB of each weights file plus the config and chat template files. Editing the weights or the template gives a new
-identity (the cache no longer answers); moving or renaming the folder does not. A Hub id is 'local:<id>'.
+Identity (`model_id`, part of every journal key): content-based, from the model's files (herd.teacher.model_files).
 """
 
 from __future__ import annotations
 
-import hashlib
 import threading
 import time
 from collections.abc import Sequence
@@ -25,11 +22,7 @@ from typing import Any
 from herd.config import TeacherConfig
 from herd.errors import UserError
 from herd.teacher.base import Emit, Request, Result, TopK
-
-GGUF_MAGIC = b"GGUF"
-WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt", ".pth")
-IDENTITY_FILES = ("config.json", "tokenizer_config.json", "chat_template.jinja", "chat_template.json")
-HEAD_BYTES = 1 << 20
+from herd.teacher.model_files import check_gguf, identity
 
 
 class LocalTeacher:
@@ -160,30 +153,6 @@ def resolve_model(model: str) -> tuple[str, str]:
     if model.startswith(("/", ".", "~")) or model.count("/") > 1:
         raise UserError(f"teacher.model = {model!r}: no such model folder")
     return model, model  # a Hub id, resolved when loaded
-
-
-def check_gguf(path: Path, key: str) -> None:
-    if not path.is_file():
-        raise UserError(f"{key} = {str(path)!r}: GGUF file not found")
-    with path.open("rb") as fh:
-        if fh.read(4) != GGUF_MAGIC:
-            raise UserError(f"{key} = {str(path)!r}: not a GGUF file (it does not start with the GGUF magic bytes)")
-
-
-def identity(source: str, name: str) -> str:
-    """'local:<name>:<hash>' for files and folders (content-based, location-free); 'local:<id>' for a Hub id."""
-    path = Path(source)
-    if not path.exists():
-        return f"local:{name}"
-    files = [path] if path.is_file() else sorted(
-        p for p in path.iterdir() if p.is_file() and (p.suffix in WEIGHT_SUFFIXES or p.name in IDENTITY_FILES)
-    )
-    digest = hashlib.sha256()
-    for item in files:
-        digest.update(f"{item.name if path.is_dir() else ''}|{item.stat().st_size}|".encode())
-        with item.open("rb") as fh:
-            digest.update(fh.read(HEAD_BYTES))
-    return f"local:{name}:{digest.hexdigest()[:12]}"
 
 
 _LOADED: dict[tuple[str, str, str], list[Any]] = {}  # key -> [model, tokenizer, generate lock, users]

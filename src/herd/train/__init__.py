@@ -14,7 +14,6 @@ The same command runs under `accelerate launch` (DDP, FSDP, DeepSpeed; configs/a
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Any
 
 from herd.config import Config, StudentConfig, TrainConfig
 from herd.errors import UserError
+from herd.progress import note
 from herd.prompts import read_prompt
 from herd.rundir import redact, run_path, versions, write_json
 from herd.students import META_FILE, Family, check_wrapper, family_of_config
@@ -41,7 +41,7 @@ __all__ = ["run", "init_from_teacher_layers", "plan_students"]
 
 
 @dataclass
-class Plan:
+class StudentSpec:
     """One student to train: its table, resolved name, model config, family and recipe."""
 
     table: StudentConfig
@@ -60,20 +60,20 @@ def is_main() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-def plan_students(tc: TrainConfig, world: int = 1) -> list[Plan]:
+def plan_students(tc: TrainConfig, world: int = 1) -> list[StudentSpec]:
     """Every student with its config and recipe, checked without loading weights."""
     tables = list(tc.students)
     if tc.student:
         tables.insert(0, StudentConfig(base=tc.student))
     if not tables:
         raise UserError("train: no student (set train.student, or add [[train.students]] tables)")
-    plans: list[Plan] = []
+    plans: list[StudentSpec] = []
     for index, table in enumerate(tables):
         where = "train.student" if tc.student and index == 0 else f"train.students[{index - bool(tc.student)}]"
         config = student_config(table, where)
         family = family_of_config(config, table.base)
         device.check_precision(tc.precision, config, where, table.base)
-        plans.append(Plan(table, where, default_name(table), config, family, resolve(tc, table, family, world)))
+        plans.append(StudentSpec(table, where, default_name(table), config, family, resolve(tc, table, family, world)))
     names = [p.name for p in plans]
     for name in names:
         if names.count(name) > 1 or "/" in name or name.startswith("."):
@@ -106,7 +106,7 @@ def run(cfg: Config, callbacks: Sequence[Any] = ()) -> Path:
     results = []
     for plan in plans:
         if (out / plan.name / META_FILE).is_file() and not tc.overwrite:
-            say(f"train: {plan.name} is already trained ({out / plan.name}); skipped")
+            note(f"train: {plan.name} is already trained ({out / plan.name}); skipped")
             results.append({"name": plan.name, "path": str(out / plan.name), "skipped": True})
             continue
         results.append(train_one(cfg, plan, pairs, wrapper, (callbacks, kd), out))
@@ -124,12 +124,7 @@ def quiet_transformers() -> None:
     hf_logging.disable_progress_bar()
 
 
-def say(line: str) -> None:
-    if is_main():
-        print(line, file=sys.stderr, flush=True)
-
-
-def prepare_kd(tc: TrainConfig, plans: list[Plan], run_dir: Path) -> dict[str, Any] | None:
+def prepare_kd(tc: TrainConfig, plans: list[StudentSpec], run_dir: Path) -> dict[str, Any] | None:
     """objective kd: the sidecar's targets and metadata, after checking every student's vocabulary against it."""
     if tc.objective != "kd":
         return None
@@ -153,7 +148,7 @@ def kd_record(kd: dict[str, Any] | None, tc: TrainConfig) -> dict[str, Any]:
             "distribution": meta.get("distribution", "")}
 
 
-def train_one(cfg: Config, plan: Plan, pairs: Pairs, wrapper: str | None, extra: tuple[Sequence[Any], Any],
+def train_one(cfg: Config, plan: StudentSpec, pairs: Pairs, wrapper: str | None, extra: tuple[Sequence[Any], Any],
               out: Path) -> dict[str, Any]:
     from accelerate import PartialState
 
@@ -206,14 +201,14 @@ def fit(cfg: Config, run: StudentRun, student: Any, data: Any, batches: Batches,
         _clear_if_changed(run.work, run.plan())
     resume = resume_point(run.work, run.plan(), is_main())
     if resume is not None:
-        say(f"train: {run.name} resumes from {resume.name}")
+        note(f"train: {run.name} resumes from {resume.name}")
     trainer = make_trainer(run, model, args, student.tokenizer, data, batches)
     for callback in (progress_callback(f"train {run.name}", cfg.run.quiet), *callbacks):
         trainer.add_callback(callback)
     return trainer, trainer.train(resume_from_checkpoint=str(resume) if resume else None)
 
 
-def setup_batches(data: Any, plan: Plan, tc: TrainConfig, student: Any, packing: bool, seed: int) -> Batches:
+def setup_batches(data: Any, plan: StudentSpec, tc: TrainConfig, student: Any, packing: bool, seed: int) -> Batches:
     """Token-budget micro-batches for one student (UserError if batch_tokens cannot hold its longest example)."""
     from herd.train.batching import TokenBudgetBatches, accumulation_for, make_layout, smallest_budget
     from herd.train.collate import BucketCollator, PackedCollator
@@ -236,7 +231,7 @@ def setup_batches(data: Any, plan: Plan, tc: TrainConfig, student: Any, packing:
     return Batches(sampler, collator, layout, accumulation, micro, dict(sampler.shapes()), len(data.sizes), world)
 
 
-def decide_packing(mode: str, model: Any, plan: Plan) -> bool:
+def decide_packing(mode: str, model: Any, plan: StudentSpec) -> bool:
     """Pack decoder-only examples into fixed-length rows when the model provably keeps packed examples apart (see
     packing_is_exact). auto packs under flash-attention, whose varlen kernel attends within each example only;
     with SDPA/eager a packed row needs a block-diagonal mask over the whole row, and length buckets measured faster

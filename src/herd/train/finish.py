@@ -15,10 +15,10 @@ from typing import Any
 
 from herd.config import TrainConfig
 from herd.errors import UserError
-from herd.rundir import versions
+from herd.rundir import publish, versions
 from herd.students import Family, Student, attention_kernel, family_spec
 from herd.students.saving import save_student
-from herd.train.card import write_card
+from herd.train.model_card import write_card
 from herd.train.record import Lora, StudentRun
 
 
@@ -96,20 +96,10 @@ def finish_student(trainer: Any, student: Student, run: StudentRun, result: Any,
         if (work / "runs").is_dir():
             shutil.move(str(work / "runs"), str(final / "runs"))  # TensorBoard event files travel with the model
         _readable(final)
-        _publish(final, run.folder)
+        publish(final, run.folder)
         shutil.rmtree(work, ignore_errors=True)
     trainer.accelerator.wait_for_everyone()
     return run.entry(stats)
-
-
-def _publish(final: Path, folder: Path) -> None:
-    """Put the finished checkpoint in place with renames only (an old one, with overwrite, goes last)."""
-    old = folder.with_name(folder.name + ".old")
-    if folder.exists():
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(folder, old)
-    os.replace(final, folder)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def _readable(folder: Path) -> None:

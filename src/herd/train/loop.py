@@ -11,13 +11,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sys
-import time
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 from herd.errors import UserError
+from herd.progress import Progress
 from herd.rundir import write_json
 from herd.students import family_spec
 from herd.train.batching import Batches
@@ -163,62 +162,37 @@ def resume_point(work: Path, plan: dict[str, Any], main: bool) -> Path | None:
 
 
 def progress_callback(label: str, quiet: bool) -> Any:
-    """A TrainerCallback that shows step, loss, eval loss, non-padding tokens/s and ETA (main process only)."""
+    """A TrainerCallback that drives herd's progress bar (herd.progress): steps, loss, eval loss, non-padding
+    tokens/s and ETA, on the main process only."""
     from transformers import TrainerCallback
 
-    class Progress(TrainerCallback):  # type: ignore[misc]  # callbacks are Trainer's documented extension point
+    class TrainProgress(TrainerCallback):  # type: ignore[misc]  # callbacks are Trainer's documented extension point
         def __init__(self) -> None:
-            self.bar: Any = None
-            self.task: Any = None
+            self.bar: Progress | None = None
             self.loss = float("nan")
             self.eval_loss = float("nan")
-            self.started = time.monotonic()
-            self.first_step = 0
-            self.first_tokens = 0
-            self.tokens_per_s = 0.0
-            self.quiet = quiet or not sys.stderr.isatty()
+            self.tokens = 0
 
         def on_train_begin(self, args: Any, state: Any, control: Any, **_: Any) -> None:
-            if not state.is_world_process_zero:
-                return
-            self.started, self.first_step = time.monotonic(), state.global_step
-            self.first_tokens = state.num_input_tokens_seen
-            if not self.quiet:
-                from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
-                from rich.progress import Progress as Bar
-
-                self.bar = Bar(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                               TextColumn("{task.fields[info]}"), TimeRemainingColumn())
-                self.bar.start()
-                self.task = self.bar.add_task(label, total=state.max_steps, completed=state.global_step, info="")
+            self.tokens = state.num_input_tokens_seen
+            self.bar = Progress(label, state.max_steps, quiet, enabled=state.is_world_process_zero, unit="steps",
+                                start=state.global_step, costs=False).open()
 
         def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **_: Any) -> None:
             logs = logs or {}
             self.loss = logs.get("loss", self.loss)
             self.eval_loss = logs.get("eval_loss", self.eval_loss)
-            if state.is_world_process_zero and self.quiet and "loss" in logs:
-                print(f"[{label}] step {state.global_step}/{state.max_steps} {self.info()} eta {self.eta(state)}",
-                      file=sys.stderr, flush=True)
+            if self.bar is not None:
+                evaluated = f" eval {self.eval_loss:.3f}" if self.eval_loss == self.eval_loss else ""
+                self.bar.status = f"loss {self.loss:.3f}{evaluated}"
 
         def on_step_end(self, args: Any, state: Any, control: Any, **_: Any) -> None:
-            elapsed = max(time.monotonic() - self.started, 1e-9)
-            self.tokens_per_s = (state.num_input_tokens_seen - self.first_tokens) / elapsed
             if self.bar is not None:
-                self.bar.update(self.task, completed=state.global_step, info=self.info())
+                self.bar.advance(state.global_step - self.bar.done, tokens=state.num_input_tokens_seen - self.tokens)
+                self.tokens = state.num_input_tokens_seen
 
         def on_train_end(self, args: Any, state: Any, control: Any, **_: Any) -> None:
             if self.bar is not None:
-                self.bar.stop()
+                self.bar.close()
 
-        def info(self) -> str:
-            evaluated = f" eval {self.eval_loss:.3f}" if self.eval_loss == self.eval_loss else ""
-            return f"loss {self.loss:.3f}{evaluated} {self.tokens_per_s:,.0f} tok/s"
-
-        def eta(self, state: Any) -> str:
-            done = state.global_step - self.first_step
-            if done <= 0:
-                return "?"
-            left = (time.monotonic() - self.started) / done * (state.max_steps - state.global_step)
-            return time.strftime("%H:%M:%S", time.gmtime(left))
-
-    return Progress()
+    return TrainProgress()

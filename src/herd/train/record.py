@@ -111,7 +111,7 @@ class StudentRun:
         }
 
     def card(self, stats: dict[str, Any], trained_at: str, versions: dict[str, str]) -> dict[str, Any]:
-        """What the model card (herd.train.card.write_card) says: herd.json plus the data in full."""
+        """What the model card (herd.train.model_card.write_card) says: herd.json plus the data in full."""
         from herd.students.saving import card_facts
 
         return {**self.herd_json(stats, trained_at), "name": self.name, "family": self.family,

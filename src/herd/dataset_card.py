@@ -11,16 +11,14 @@ from __future__ import annotations
 import json
 import string
 import time
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from herd import __version__
 from herd.config import Config
 from herd.rundir import run_path
-
-if TYPE_CHECKING:
-    from herd.export import Scan
 
 STAGES = ("instructions", "responses", "dedup", "mix")
 FIELD_DOCS = {
@@ -34,6 +32,25 @@ FIELD_DOCS = {
     "finish_reason": "why the teacher stopped: stop, or length when cut short",
     "truncated": "true when the response hit the token limit",
 }
+
+
+@dataclass
+class SourceStats:
+    rows: int = 0
+    instruction_words: int = 0
+    responses: int = 0
+    response_words: int = 0
+
+
+@dataclass
+class Scan:
+    """What export's first pass learned: row count, per-source numbers (the card's composition table), the columns
+    to write and their sample values (export's Parquet types)."""
+
+    rows: int = 0
+    sources: dict[str, SourceStats] = field(default_factory=dict)
+    columns: list[str] = field(default_factory=list)
+    samples: dict[str, list[Any]] = field(default_factory=dict)
 
 
 def card_text(cfg: Config, scan: Scan, source: Path, files: list[str]) -> str:
