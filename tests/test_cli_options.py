@@ -1,4 +1,4 @@
-"""The CLI's options become config keys one way (`herd.cli.options`, read back by the one `--set` parser): each
+"""The CLI's options become config keys one way (`herd.cli.command.options`, read back by the one `--set` parser): each
 command's flags land on the keys they always did, values arrive as typed (a Windows path keeps its backslashes),
 and a bad `--set` is one line naming the key, exit 2. No command runs its stage here: the config is caught as it
 is loaded."""

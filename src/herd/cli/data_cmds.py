@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from herd.cli import ConfigOpt, QuietOpt, SetOpt, app, load, options, say
+from herd.cli.command import ConfigOpt, QuietOpt, SetOpt, app, load, options, say
 
 ShardOpt = Annotated[str | None, typer.Option("--shard", help="Run shard i/n of this stage (e.g. 0/4).")]
 

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from herd.cli import ConfigOpt, QuietOpt, SetOpt, app, load, options, say
+from herd.cli.command import ConfigOpt, QuietOpt, SetOpt, app, load, options, say
 
 DeviceOpt = Annotated[str | None, typer.Option(help="torch device: auto, cpu, cuda, cuda:1, mps.")]
 DtypeOpt = Annotated[str | None, typer.Option(help="torch dtype: auto, float32, bfloat16, float16.")]

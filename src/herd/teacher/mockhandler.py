@@ -2,7 +2,8 @@
 admission (the server's concurrency and RPM limits), fault injection, then the reply (bodies from mockreplies.py).
 
 Reads requests; writes replies and, through the server, the ledger (mockledger.py). The decisions (admit, which
-fault an attempt draws) belong to `herd.teacher.mockserver.MockServer`, which this handler reaches as `self.mock`.
+fault an attempt draws) belong to `herd.teacher.mockserver.MockServer`, which this handler reaches as `self.mock`
+(typed by the `Decider` protocol, so that this module need not import the server's).
 """
 
 from __future__ import annotations
@@ -11,14 +12,30 @@ import hashlib
 import json
 import select
 import socket
+import threading
 import time
 from http.server import BaseHTTPRequestHandler
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from herd.teacher.mockledger import Ledger, MockOptions
 from herd.teacher.mockreplies import completion
 
-if TYPE_CHECKING:
-    from herd.teacher.mockserver import MockServer
+
+class Decider(Protocol):
+    """What the handler asks of the server (herd.teacher.mockserver.MockServer): its options and ledger, and the
+    decisions (admission, an attempt's fault, how long until the RPM window has room)."""
+
+    options: MockOptions
+    ledger: Ledger
+    stopping: threading.Event
+
+    def admit(self, fingerprint: str, prompt: str) -> tuple[str, int]: ...
+
+    def release(self) -> None: ...
+
+    def fault(self, fingerprint: str, number: int) -> str | None: ...
+
+    def rpm_wait(self) -> float: ...
 
 
 class MockHandler(BaseHTTPRequestHandler):
@@ -31,7 +48,7 @@ class MockHandler(BaseHTTPRequestHandler):
     timeout = 120
 
     @property
-    def mock(self) -> MockServer:
+    def mock(self) -> Decider:
         return self.server.mock  # type: ignore[attr-defined,no-any-return]  # set by MockServer.__init__
 
     # ------------------------------------------------------------------------------------------------ routing

@@ -16,7 +16,8 @@ The ledger counts, per request fingerprint (a hash of the request body), its att
 `repeats`: attempts that arrived after it had already been answered, which a client with a working cache never makes.
 
 Rooms: this module decides (admission, which fault an attempt draws) and runs the server; mockhandler.py speaks HTTP
-(routing, checks, replies); mockledger.py keeps the fault kinds and the ledger; mockreplies.py writes reply bodies.
+(routing, checks, replies); mockledger.py keeps the fault kinds, the options and the ledger; mockreplies.py
+writes reply bodies.
 
 In a thread:      `mock = MockServer(latency_s=0.01); with mock as url: ...; mock.ledger.snapshot()`
 As a process:     `python -m herd.teacher.mockserver --port 0 --latency 0.05 --concurrency 8 --faults 429=0.1,500=0.05`
@@ -37,35 +38,11 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from http.server import ThreadingHTTPServer
 from typing import Any
 
 from herd.teacher.mockhandler import MockHandler
-from herd.teacher.mockledger import FAULT_KINDS, Ledger, parse_faults
-
-
-@dataclass
-class MockOptions:
-    latency_s: float = 0.05
-    concurrency: int = 16
-    rpm: int = 0
-    rpm_window_s: float = 60.0
-    retry_after: float = 1.0
-    faults: dict[str, float] = field(default_factory=dict)
-    seed: int = 0
-    api_key: str | None = None
-    models: tuple[str, ...] = ("mock",)
-    hang_s: float = 600.0
-    response_format: bool = True  # False: a request with `response_format` gets a 400, as from an older server
-    logprobs: str = "on"  # "on" | "ignored" | "refused"
-
-    def __post_init__(self) -> None:
-        unknown = set(self.faults) - set(FAULT_KINDS)
-        if unknown:
-            raise ValueError(f"unknown fault kinds {sorted(unknown)}; known: {', '.join(FAULT_KINDS)}")
-        if sum(self.faults.values()) > 1.0:
-            raise ValueError("fault rates add up to more than 1")
+from herd.teacher.mockledger import FAULT_KINDS, Ledger, MockOptions, parse_faults
 
 
 class MockServer:
