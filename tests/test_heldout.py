@@ -71,15 +71,17 @@ def test_students_loss_on_held_out_rows_only_before_and_after(tiny_models, tmp_p
     # The number is the trained student's loss on exactly the held-out rows, tokenised as for training.
     student = load_student(str(out / "g"))
     pairs = pairs_of(data)
-    options = {"max_length": cfg.train.max_length, "mask_prompt": True, "response_prefix": " "}
     from herd.prompts import read_prompt
+    from herd.train.record import Encoding
+
+    encoding = Encoding(cfg.train.max_length, mask_prompt=True, response_prefix=" ")
 
     wrapper = read_prompt(cfg.train.wrapper)
     held_rows = pairs.dataset.filter(lambda r: (r["instruction"], r["response"]) in held)
     other_rows = pairs.dataset.filter(lambda r: (r["instruction"], r["response"]) not in held).select(range(6))
-    again = measure(student.model, student.tokenizer, "causal", wrapper, options, held_rows)
+    again = measure(student.model, student.tokenizer, "causal", wrapper, encoding, held_rows)
     assert again["loss"] == pytest.approx(after["loss"], abs=1e-3)
-    assert measure(student.model, student.tokenizer, "causal", wrapper, options, other_rows)["loss"] != again["loss"]
+    assert measure(student.model, student.tokenizer, "causal", wrapper, encoding, other_rows)["loss"] != again["loss"]
 
 
 def test_teacher_loss_on_its_own_responses(tiny_models, tmp_path) -> None:

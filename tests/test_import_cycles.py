@@ -21,10 +21,6 @@ KNOWN = {
     # students.loading resolves 'embedded' to the teacher's converted copy, and the conversion loads the GGUF file
     # with students.load_student: loading and converting call each other (`families`, teacher/embedded.py)
     ("herd.teacher.embedded", "herd.students"),
-    # cli/__init__.py registers the command modules, and they take `app`, the option types, `load`, `options` and
-    # `say` from it (`cli`): those belong in a module of their own that both import
-    *((f"herd.cli.{group}_cmds", "herd.cli") for group in ("data", "eval", "judge", "rate", "run", "teacher", "train",
-                                                             "use")),
 }
 
 

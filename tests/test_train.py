@@ -82,6 +82,24 @@ class Recorder:
         return _Recorder()
 
 
+class PlanReader:
+    """A TrainerCallback that keeps each student's train plan (herd-train.json, gone once the student is finished)
+    as training begins."""
+
+    def __new__(cls):  # noqa: ANN204
+        from transformers import TrainerCallback
+
+        class _PlanReader(TrainerCallback):
+            def __init__(self) -> None:
+                self.plans: dict[str, dict[str, object]] = {}
+
+            def on_train_begin(self, args, state, control, **kwargs):  # noqa: ANN001
+                work = Path(args.output_dir)
+                self.plans[work.name.removesuffix(".partial")] = json.loads((work / "herd-train.json").read_text())
+
+        return _PlanReader()
+
+
 def losses(recorder) -> list[float]:  # noqa: ANN001
     return [row["loss"] for row in recorder.logs if "loss" in row]
 
@@ -116,9 +134,9 @@ def trained(tiny_models, gpt2_long, tmp_path_factory):
                             {"base": str(gpt2_long), "name": "gpt2", "lr": 1e-2}],
                       data=str(data), epochs=20, eval_fraction=0.12, save_steps=10, report_to=["tensorboard"],
                       packing="on")
-    recorder = Recorder()
-    out = run(cfg, callbacks=[recorder])
-    return {"out": out, "recorder": recorder, "cfg": cfg}
+    recorder, plans = Recorder(), PlanReader()
+    out = run(cfg, callbacks=[recorder, plans])
+    return {"out": out, "recorder": recorder, "cfg": cfg, "plans": plans.plans}
 
 
 def test_loss_falls_for_both_families(trained):
@@ -171,6 +189,35 @@ def test_model_card_describes_the_run(trained, gpt2_long):
     assert "| scheduler | `'cosine'` | open (herd default) |" in card
     assert "herd.pipeline(" in card and "![loss curve](loss.png)" in card
     assert "text2text-generation" in (trained["out"] / "t5" / "README.md").read_text()
+
+
+def test_herd_json_card_and_plan_agree_on_the_students_facts(trained):
+    """All three are derived from one record of the student's run (herd.train.record.StudentRun)."""
+    for name in ("t5", "gpt2"):
+        folder = trained["out"] / name
+        meta = json.loads((folder / "herd.json").read_text())
+        card = (folder / "README.md").read_text()
+        plan = trained["plans"][name]
+        same = {"base": "base_model", "init": "init", "recipe": "recipe", "packing": "packing", "data": "data",
+                "wrapper": "wrapper", "response_prefix": "response_prefix"}
+        assert {key: plan[key] for key in same} == {key: meta[other] for key, other in same.items()}
+        assert plan["lora"][0] is meta["lora"] is False
+        assert plan["batching"] == {k: meta["batching"][k] for k in plan["batching"]}
+        recipe, stats, data = meta["recipe"], meta["stats"], meta["data"]
+        assert f"`{meta['base_model']}` (init: {meta['init']})" in card
+        assert f"- source: `{data['source']}`" in card and f"- sha256: `{data['sha256']}`" in card
+        assert f"- pairs read: {data['rows']}; trained on: " in card
+        assert f"| epochs | `{recipe['epochs']!r}` |" in card and f"| batch_size | `{recipe['batch_size']!r}` |" in card
+        assert f"| gradient_accumulation | `{recipe['accumulation']!r}` |" in card
+        assert f"- packing: {meta['packing']}; precision: {meta['precision']}; LoRA: {meta['lora']}" in card
+        assert f"- optimizer steps: {stats['steps']}; final train loss: {stats['train_loss']}; " in card
+        assert f"eval loss: {stats['eval_loss']};" in card
+        assert "- objective: sft" in card and meta["objective"] == {"objective": "sft"} and "kd" not in plan
+    manifest = json.loads((trained["out"] / "manifest.json").read_text())
+    for entry in manifest["students"]:
+        meta = json.loads((Path(entry["path"]) / "herd.json").read_text())
+        assert (entry["family"], entry["base_model"], entry["steps"]) == (meta["family"], meta["base_model"],
+                                                                         meta["stats"]["steps"])
 
 
 def snippets(folder: Path) -> list[str]:

@@ -83,14 +83,15 @@ def step_examples(tiny_models, family: str) -> tuple[object, object, list[dict[s
 
     from herd.students import default_wrapper, ensure_pad_token, load_student
     from herd.train.data import Pairs, tokenise
+    from herd.train.record import Encoding
 
     student = load_student(str(tiny_models["t5" if family == "seq2seq" else "llama"]), device="cpu")
     ensure_pad_token(student.model, student.tokenizer)
     rows = [json.loads(line) for line in write_pairs(Path(student.path) / "pairs.jsonl", n=12).read_text().splitlines()]
     pairs = Pairs(datasets.Dataset.from_list([{**r, "source_row": i + 1} for i, r in enumerate(rows)]), "pairs")
     wrapper = None if family == "seq2seq" else default_wrapper()
-    data = tokenise(pairs, family, student.tokenizer, wrapper, {"max_length": 128, "mask_prompt": True,
-                                                                 "response_prefix": " "}, 0.0, 0)
+    data = tokenise(pairs, family, student.tokenizer, wrapper, Encoding(128, mask_prompt=True, response_prefix=" "),
+                    0.0, 0)
     student.model.eval()  # no dropout: the same numbers both ways
     return student, data, [data.train[i] for i in range(len(data.train))]
 

@@ -1,81 +1,23 @@
 """The `herd` command. Thin: parse options, load the config, call one stage's `run()`, print one summary line.
 
 Each group of commands lives in its own module below (teacher, data, train, use, eval, run) and registers itself on
-`app`; nothing here imports torch (a test checks that `herd --help` stays fast).
+`app`, which it takes, with the shared options, `load`, `options` and `say`, from herd.cli.command; this module
+runs it (`main`: how errors end). Nothing here imports torch (a test checks that `herd --help` stays fast).
 """
 
 from __future__ import annotations
 
 import sys
-from typing import Annotated, Any
+from typing import Any
 
 import typer
 
+# Command modules register themselves on `app` when imported; one line per group.
+from herd.cli import data_cmds, eval_cmds, judge_cmds, rate_cmds, run_cmds, teacher_cmds, train_cmds, use_cmds  # noqa: F401
+from herd.cli.command import ConfigOpt, QuietOpt, SetOpt, app, load, options, say
 from herd.errors import UserError
 
-app = typer.Typer(
-    name="herd",
-    help="Distil one teacher LLM into a herd of small instruction-following models (the LaMini method).",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
-)
-
-ConfigOpt = Annotated[
-    str | None,
-    typer.Option("--config", "-c", help="Run file (TOML). Without it, defaults apply."),
-]
-SetOpt = Annotated[
-    list[str] | None,
-    typer.Option("--set", "-s", help="Override one key: section.key=value (repeatable)."),
-]
-QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Plain log lines instead of progress bars.")]
-
-
-def load(config: str | None, overrides: list[str] | None, quiet: bool = False):  # type: ignore[no-untyped-def]
-    """The resolved config for a command (imported here so `herd --help` stays light)."""
-    from herd.config import load_config
-
-    extra = list(overrides or [])
-    if quiet:
-        extra.append("run.quiet=true")
-    cfg = load_config(config, extra)
-    if cfg.run.quiet:
-        import os
-
-        # Loading and saving bars of transformers/huggingface_hub read this when they are first imported, which is
-        # after this point: the CLI imports no model code before a stage runs.
-        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    return cfg
-
-
-def options(set_: list[str] | None, section: str = "", **values: object) -> list[str]:
-    """--set values plus the command's own options that were given (None or [] = not given), as
-    `section.key=<TOML value>`; with section '' the keys are already dotted."""
-    import json
-
-    out = list(set_ or [])
-    for key, value in values.items():
-        if value is None or value == []:
-            continue
-        if isinstance(value, bool):
-            text = "true" if value else "false"
-        elif isinstance(value, (int, float)):
-            text = repr(value)
-        else:
-            text = json.dumps(value)  # a JSON string or list of strings is also valid TOML
-        out.append(f"{section}.{key}={text}" if section else f"{key}={text}")
-    return out
-
-
-def say(message: str) -> None:
-    """The one summary line a command prints when it is done."""
-    typer.echo(message)
-
-
-# Command modules register themselves on `app` when imported; one line per group.
-from herd.cli import data_cmds, eval_cmds, judge_cmds, rate_cmds, run_cmds, teacher_cmds, train_cmds, use_cmds  # noqa: E402,F401
+__all__ = ["ConfigOpt", "QuietOpt", "SetOpt", "app", "load", "main", "options", "say"]
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from herd.cli import ConfigOpt, QuietOpt, SetOpt, app, load, options, say
+from herd.cli.command import ConfigOpt, QuietOpt, SetOpt, app, load, options, say
 
 ShardOpt = Annotated[str | None, typer.Option("--shard", help="Run shard i/n of this stage (e.g. 0/4).")]
 
@@ -98,12 +98,9 @@ def mix(
     total: Annotated[int | None, typer.Option(help="Rows in the mix (0 = as many as the shares allow).")] = None,
 ) -> None:
     """One dataset from several stage outputs, with target counts or shares per instruction_source."""
-    import json
-
     from herd import mix as stage
 
-    extra = [f"mix.inputs={json.dumps(list(input))}"] if input else []  # a JSON list of strings is a TOML list
-    cfg = load(config, options(set_, "", **{"mix.preset": preset, "mix.total": total}) + extra, quiet)
+    cfg = load(config, options(set_, "mix", preset=preset, total=total, inputs=input), quiet)
     out = stage.run(cfg)
     say(f"mix: {out}/data.jsonl")
 

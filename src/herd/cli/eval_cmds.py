@@ -7,21 +7,14 @@ from typing import Annotated
 
 import typer
 
-from herd.cli import ConfigOpt, QuietOpt, SetOpt, app, load, say
+from herd.cli.command import ConfigOpt, QuietOpt, SetOpt, app, load, options, say
 
 
-def _bench_overrides(set_: list[str] | None, lists: dict[str, list[str] | None],
-                     scalars: dict[str, object]) -> list[str]:
-    """--set values plus the options given; lists travel as TOML arrays (JSON string arrays are valid TOML)."""
-    out = list(set_ or [])
-    for key, values in lists.items():
-        if values:
-            items = [part.strip() for value in values for part in value.split(",") if part.strip()]
-            out.append(f"{key}={json.dumps(items)}")
-    for key, value in scalars.items():
-        if value is not None:
-            out.append(f"{key}={json.dumps(value)}")
-    return out
+def _items(values: list[str] | None) -> list[str] | None:
+    """A repeatable option whose values may also be comma-separated: `--tasks a,b --tasks c` = [a, b, c]."""
+    if not values:
+        return None
+    return [part.strip() for value in values for part in value.split(",") if part.strip()]
 
 
 @app.command()
@@ -48,12 +41,8 @@ def bench(
     """Score models with lm-evaluation-harness, zero-shot, and compare them with the LaMini paper's numbers."""
     from herd import bench as stage
 
-    overrides = _bench_overrides(
-        set_,
-        {"bench.models": model, "bench.tasks": tasks, "bench.include_path": include_path},
-        {"bench.suite": suite, "bench.limit": limit, "bench.wrapper": wrapper, "bench.out": out,
-         "bench.bootstrap_iters": bootstrap_iters},
-    )
+    overrides = options(set_, "bench", models=_items(model), tasks=_items(tasks), include_path=_items(include_path),
+                        suite=suite, limit=limit, wrapper=wrapper, out=out, bootstrap_iters=bootstrap_iters)
     cfg = load(config, overrides, quiet)
     folder = stage.run(cfg)
     failed = json.loads((folder / "manifest.json").read_text(encoding="utf-8")).get("failed", {})

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from herd.cli import ConfigOpt, SetOpt, app, load, options, say
+from herd.cli.command import ConfigOpt, SetOpt, app, load, options, say
 
 rate_app = typer.Typer(help="The web app in which people rate answers A-D, blind.", no_args_is_help=True)
 app.add_typer(rate_app, name="rate-app")

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from herd.cli import QuietOpt, SetOpt, app, load, say
+from herd.cli.command import QuietOpt, SetOpt, app, load, say
 
 ConfigArg = Annotated[str, typer.Argument(help="Run file (TOML), e.g. configs/demo.toml.")]
 FromOpt = Annotated[str | None, typer.Option("--from", help="Start at this stage (earlier ones are not touched).")]

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from herd.cli import ConfigOpt, QuietOpt, SetOpt, app, load, say
+from herd.cli.command import ConfigOpt, QuietOpt, SetOpt, app, load, say
 
 
 @app.command()

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from herd.cli import ConfigOpt, QuietOpt, SetOpt, app, load, say
+from herd.cli.command import ConfigOpt, QuietOpt, SetOpt, app, load, options, say
 
 
 @app.command()
@@ -22,10 +22,6 @@ def train(
     """Fine-tune encoder-decoder and decoder-only students on the pairs (LaMini's recipe by default)."""
     from herd.train import run
 
-    extra = list(set_ or [])
-    for key, value in (("train.student", student), ("train.data", data), ("train.output", output)):
-        if value is not None:
-            extra.append(f"{key}={value!r}")
-    out = run(load(config, extra, quiet))
+    out = run(load(config, options(set_, "train", student=student, data=data, output=output), quiet))
     if int(os.environ.get("RANK", "0")) == 0:  # under accelerate launch, one summary line, not one per process
         say(f"train: {out}")

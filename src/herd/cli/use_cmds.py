@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated
 
 import typer
 
-from herd.cli import ConfigOpt, QuietOpt, SetOpt, app, load, options, say
+from herd.cli.command import ConfigOpt, QuietOpt, SetOpt, app, load, options, say
 
 DeviceOpt = Annotated[str | None, typer.Option(help="torch device: auto, cpu, cuda, cuda:1, mps.")]
 DtypeOpt = Annotated[str | None, typer.Option(help="torch dtype: auto, float32, bfloat16, float16.")]
@@ -41,31 +40,39 @@ def generate(
     overrides = options(set_, "generate", model=model, input=input, out=out, max_new_tokens=max_new_tokens,
                       temperature=temperature, top_p=top_p, repetition_penalty=repetition_penalty, stop=stop,
                       seed=seed, batch_tokens=batch_tokens, max_batch=max_batch, name=name, device=device,
-                      dtype=dtype)
-    if shard is not None:
-        overrides.append(f"run.shard={json.dumps(shard)}")
+                      dtype=dtype) + options(None, "run", shard=shard)
     folder = stage.run(load(config, overrides, quiet))
     say(f"generate: {folder}/data.jsonl")
 
 
 @app.command()
 def chat(
-    model: Annotated[str, typer.Option("--model", "-m", help="Checkpoint folder or Hub id.")],
-    max_new_tokens: Annotated[int, typer.Option(help="Longest answer, in new tokens.")] = 256,
-    temperature: Annotated[float, typer.Option(help="0 = greedy.")] = 0.7,
-    top_p: Annotated[float, typer.Option(help="Nucleus sampling.")] = 0.9,
-    repetition_penalty: Annotated[float, typer.Option(help="1.0 = none.")] = 1.0,
-    system: Annotated[str, typer.Option(help="A system message.")] = "",
-    device: Annotated[str, typer.Option(help="torch device: auto, cpu, cuda, cuda:1, mps.")] = "auto",
-    dtype: Annotated[str, typer.Option(help="torch dtype: auto, float32, bfloat16, float16.")] = "auto",
+    model: Annotated[str | None, typer.Option(
+        "--model", "-m", help="Checkpoint folder or Hub id (or chat.model in the run file).")] = None,
+    max_new_tokens: Annotated[int | None, typer.Option(help="Longest answer, in new tokens (default 256).")] = None,
+    temperature: Annotated[float | None, typer.Option(help="0 = greedy (default 0.7).")] = None,
+    top_p: Annotated[float | None, typer.Option(help="Nucleus sampling (default 0.9).")] = None,
+    repetition_penalty: Annotated[float | None, typer.Option(help="1.0 = none (the default).")] = None,
+    system: Annotated[str | None, typer.Option(help="A system message.")] = None,
+    device: DeviceOpt = None,
+    dtype: DtypeOpt = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
 ) -> None:
     """Chat with a model in the terminal; answers stream as they are generated."""
+    from herd.errors import UserError
+
+    overrides = options(set_, "chat", model=model, max_new_tokens=max_new_tokens, temperature=temperature,
+                        top_p=top_p, repetition_penalty=repetition_penalty, system=system, device=device, dtype=dtype)
+    cc = load(config, overrides).chat
+    if not cc.model:
+        raise UserError("chat.model: no model to talk to (give --model, or set chat.model in the run file)")
     from herd.chat import run_chat
     from herd.textgen import GenParams
 
-    params = GenParams(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
-                       repetition_penalty=repetition_penalty)
-    run_chat(model, params, system=system, device=device, dtype=dtype)
+    params = GenParams(max_new_tokens=cc.max_new_tokens, temperature=cc.temperature, top_p=cc.top_p,
+                       repetition_penalty=cc.repetition_penalty)
+    run_chat(cc.model, params, system=cc.system, device=cc.device, dtype=cc.dtype)
 
 
 @app.command()

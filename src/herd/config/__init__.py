@@ -20,6 +20,7 @@ from typing import Any
 from herd.config.sections import (
     AnswersConfig,
     BenchConfig,
+    ChatConfig,
     DedupConfig,
     ExportConfig,
     GenerateConfig,
@@ -37,7 +38,7 @@ from herd.config.sections import (
     TeacherConfig,
     TrainConfig,
 )
-from herd.config.typed import _Where, build, explain, key_lines, opt, sub, to_toml
+from herd.config.typed import _Where, build, explain, key_lines, opt, sub, to_toml, toml_value
 from herd.errors import UserError
 
 if sys.version_info >= (3, 11):
@@ -46,9 +47,10 @@ else:  # pragma: no cover - 3.10 fallback
     import tomli as tomllib
 
 __all__ = [
-    "Config", "build", "explain", "key_lines", "load_config", "opt", "sub", "to_toml",
+    "Config", "build", "explain", "key_lines", "load_config", "opt", "override", "sub", "to_toml",
     "AnswersConfig",
     "BenchConfig",
+    "ChatConfig",
     "DedupConfig",
     "ExportConfig",
     "GenerateConfig",
@@ -84,6 +86,7 @@ class Config:
     mix: MixConfig = sub(MixConfig, "herd mix: one dataset from several stage outputs, by counts or shares per source.")
     export: ExportConfig = sub(ExportConfig, "herd export: Parquet and JSONL shards plus a dataset card.")
     generate: GenerateConfig = sub(GenerateConfig, "herd generate: a model answers an instruction file.")
+    chat: ChatConfig = sub(ChatConfig, "herd chat: talk to a model in the terminal.")
     serve: ServeConfig = sub(ServeConfig, "herd serve: the OpenAI-compatible server.")
     train: TrainConfig = sub(TrainConfig, "herd train: fine-tune students on the pairs.")
     bench: BenchConfig = sub(BenchConfig, "herd bench: lm-evaluation-harness scores beside the paper's.")
@@ -158,14 +161,24 @@ def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def override(key: str, value: Any) -> str:
+    """The `--set` text for one typed value (`C:\\data` stays `C:\\data`): what `_parse_override` reads back."""
+    return f"{key}={toml_value(value)}"
+
+
 def _parse_override(item: str) -> tuple[str, Any]:
+    """The one reader of `--set key=value`: the value is TOML, or else a bare word taken as a string."""
     if "=" not in item:
         raise UserError(f"--set {item!r}: expected section.key=value")
     key, raw = item.split("=", 1)
     key = key.strip()
     try:
         value = tomllib.loads(f"v = {raw}")["v"]
-    except tomllib.TOMLDecodeError:
+    except tomllib.TOMLDecodeError as exc:
+        if raw.strip()[:1] in ("'", '"'):  # meant as a TOML string, and not one: taking it verbatim would hide that
+            why = str(exc).split(" (at ")[0]
+            raise UserError(f"--set {key}: {raw.strip()} is not a TOML string ({why}); a path with backslashes "
+                            "goes in single quotes or bare") from None
         value = raw  # a bare word is a string: --set teacher.model=gpt-4o-mini
     return key, value
 

@@ -236,6 +236,18 @@ class GenerateConfig:
 
 
 @dataclass(frozen=True)
+class ChatConfig:
+    model: str = opt("", "Model to talk to: a herd checkpoint, a Hub id, a local directory, a .gguf file or embedded.")
+    max_new_tokens: int = opt(256, "Longest answer, in new tokens.")
+    temperature: float = opt(0.7, "Sampling temperature (0 = greedy).")
+    top_p: float = opt(0.9, "Nucleus sampling (with temperature > 0).")
+    repetition_penalty: float = opt(1.0, "transformers' repetition penalty (1.0 = none; the LaMini README used 1.5).")
+    system: str = opt("", "A system message (single-turn models get it in front of each message).")
+    device: str = opt("auto", "torch device: auto, cpu, cuda, cuda:1, mps.")
+    dtype: str = opt("auto", "torch dtype: auto (bf16 on GPU, fp32 on CPU), float32, bfloat16, float16.")
+
+
+@dataclass(frozen=True)
 class ServeConfig:
     models: list[str] = opt([], "Models to serve: paths or Hub ids, each optionally NAME=PATH (NAME is the API id).")
     host: str = opt("127.0.0.1", "Address to listen on.")

@@ -175,7 +175,7 @@ def to_toml(cfg: Any) -> str:
         if prefix and scalars:
             out.append(f"\n[{prefix}]")
         for name, value in scalars:
-            out.append(f"{name} = {_toml_value(value)}")
+            out.append(f"{name} = {toml_value(value)}")
         for name, value in tables:
             emit(value, f"{prefix}.{name}" if prefix else name)
 
@@ -183,22 +183,38 @@ def to_toml(cfg: Any) -> str:
     return "\n".join(out).lstrip() + "\n"
 
 
-def _toml_value(value: Any) -> str:
-    import json
-
+def toml_value(value: Any) -> str:
+    """`value` as TOML text that reads back as the same value (strings as basic strings, escaped as TOML wants)."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (int, float)):
         return repr(value)
     if isinstance(value, str):
-        return json.dumps(value)
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+        return toml_string(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
     if isinstance(value, dict):
-        return "{" + ", ".join(f"{json.dumps(str(k))} = {_toml_value(v)}" for k, v in value.items()) + "}"
+        return "{" + ", ".join(f"{toml_string(str(k))} = {toml_value(v)}" for k, v in value.items()) + "}"
     if dataclasses.is_dataclass(value):  # an array of tables' item, as an inline table
-        items = [f"{f.name} = {_toml_value(getattr(value, f.name))}" for f in dataclasses.fields(value)]
+        items = [f"{f.name} = {toml_value(getattr(value, f.name))}" for f in dataclasses.fields(value)]
         return "{" + ", ".join(items) + "}"
     if value is None:
         return '""'
-    return json.dumps(str(value))
+    return toml_string(str(value))
+
+
+_ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
+
+
+def toml_string(text: str) -> str:
+    """A TOML basic string. Not JSON's escaping: TOML has no surrogate-pair escapes (JSON writes an emoji as two),
+    and wants DEL escaped; other non-ASCII characters stay as they are (TOML files are UTF-8)."""
+    out = []
+    for ch in text:
+        if ch in _ESCAPES:
+            out.append(_ESCAPES[ch])
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\u{ord(ch):04X}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'

@@ -1,5 +1,6 @@
-"""The mock teacher's fault kinds and its call ledger: what herd.teacher.mockserver saw, per request fingerprint
-(attempts, answers, repeats, faults), kept apart from the HTTP handler that records into it. Standard library only."""
+"""The mock teacher's fault kinds, its options and its call ledger: what herd.teacher.mockserver saw, per request
+fingerprint (attempts, answers, repeats, faults), kept apart from the HTTP handler that records into it. Standard
+library only."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import collections
 import json
 import threading
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 FAULT_KINDS = ("429", "500", "hang", "truncated", "empty", "no_content", "garbage")
@@ -20,6 +22,29 @@ def parse_faults(text: str) -> dict[str, float]:
         kind, _, rate = item.partition("=")
         out[kind.strip()] = float(rate)
     return out
+
+
+@dataclass
+class MockOptions:
+    latency_s: float = 0.05
+    concurrency: int = 16
+    rpm: int = 0
+    rpm_window_s: float = 60.0
+    retry_after: float = 1.0
+    faults: dict[str, float] = field(default_factory=dict)
+    seed: int = 0
+    api_key: str | None = None
+    models: tuple[str, ...] = ("mock",)
+    hang_s: float = 600.0
+    response_format: bool = True  # False: a request with `response_format` gets a 400, as from an older server
+    logprobs: str = "on"  # "on" | "ignored" | "refused"
+
+    def __post_init__(self) -> None:
+        unknown = set(self.faults) - set(FAULT_KINDS)
+        if unknown:
+            raise ValueError(f"unknown fault kinds {sorted(unknown)}; known: {', '.join(FAULT_KINDS)}")
+        if sum(self.faults.values()) > 1.0:
+            raise ValueError("fault rates add up to more than 1")
 
 
 class Ledger:

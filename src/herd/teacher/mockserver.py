@@ -15,6 +15,10 @@ Asked for `logprobs` it returns them (`logprobs = "on"`), leaves them out like a
 The ledger counts, per request fingerprint (a hash of the request body), its attempts, its complete answers, and
 `repeats`: attempts that arrived after it had already been answered, which a client with a working cache never makes.
 
+Rooms: this module decides (admission, which fault an attempt draws) and runs the server; mockhandler.py speaks HTTP
+(routing, checks, replies); mockledger.py keeps the fault kinds, the options and the ledger; mockreplies.py
+writes reply bodies.
+
 In a thread:      `mock = MockServer(latency_s=0.01); with mock as url: ...; mock.ledger.snapshot()`
 As a process:     `python -m herd.teacher.mockserver --port 0 --latency 0.05 --concurrency 8 --faults 429=0.1,500=0.05`
                   prints `herd mock teacher: http://127.0.0.1:PORT/v1` once it listens;
@@ -27,44 +31,18 @@ import argparse
 import hashlib
 import json
 import os
-import select
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 
-from herd.teacher.mockledger import FAULT_KINDS, Ledger, parse_faults
-from herd.teacher.mockreplies import completion
-
-
-@dataclass
-class MockOptions:
-    latency_s: float = 0.05
-    concurrency: int = 16
-    rpm: int = 0
-    rpm_window_s: float = 60.0
-    retry_after: float = 1.0
-    faults: dict[str, float] = field(default_factory=dict)
-    seed: int = 0
-    api_key: str | None = None
-    models: tuple[str, ...] = ("mock",)
-    hang_s: float = 600.0
-    response_format: bool = True  # False: a request with `response_format` gets a 400, as from an older server
-    logprobs: str = "on"  # "on" | "ignored" | "refused"
-
-    def __post_init__(self) -> None:
-        unknown = set(self.faults) - set(FAULT_KINDS)
-        if unknown:
-            raise ValueError(f"unknown fault kinds {sorted(unknown)}; known: {', '.join(FAULT_KINDS)}")
-        if sum(self.faults.values()) > 1.0:
-            raise ValueError("fault rates add up to more than 1")
+from herd.teacher.mockhandler import MockHandler
+from herd.teacher.mockledger import FAULT_KINDS, Ledger, MockOptions, parse_faults
 
 
 class MockServer:
@@ -74,7 +52,8 @@ class MockServer:
         self.options = options or MockOptions(**kwargs)
         self.ledger = Ledger()
         self.stopping = threading.Event()
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), _handler(self), bind_and_activate=False)
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), MockHandler, bind_and_activate=False)
+        self.httpd.mock = self  # type: ignore[attr-defined]  # what each request's handler serves
         self.httpd.daemon_threads = True
         self.httpd.request_queue_size = 256  # the default 5 drops connections when a client opens many at once
         try:
@@ -147,147 +126,6 @@ class MockServer:
         with self.ledger.lock:
             oldest = self.ledger.arrivals[0] if self.ledger.arrivals else time.monotonic()
         return max(0.0, oldest + self.options.rpm_window_s - time.monotonic())
-
-
-def _handler(server: MockServer) -> type[BaseHTTPRequestHandler]:
-    """The request handler class for one server (BaseHTTPRequestHandler's do_GET/do_POST hooks)."""
-
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"  # keep-alive, as real endpoints do
-        disable_nagle_algorithm = True  # headers and body go out as two writes; Nagle would hold the second ~40 ms
-        timeout = 120
-
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the hook's own signature
-            return None
-
-        def send_json(self, status: int, obj: Any, headers: dict[str, str] | None = None) -> None:
-            self.send_raw(status, json.dumps(obj).encode(), "application/json", headers)
-
-        def send_raw(self, status: int, data: bytes, ctype: str, headers: dict[str, str] | None = None) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(data)))
-            for name, value in (headers or {}).items():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(data)
-
-        def error(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
-            self.send_json(status, {"error": {"message": message, "type": "mock_error", "code": status}}, headers)
-
-        def authorized(self) -> bool:
-            want = server.options.api_key
-            presented = self.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-            if want is None or presented == want:
-                return True
-            with server.ledger.lock:
-                server.ledger.counts["unauthorized"] += 1
-            # Like real providers, echo what was presented: a client must keep it out of its own logs.
-            self.error(401, f"Incorrect API key provided: {presented or '(none)'}")
-            return False
-
-        def do_GET(self) -> None:
-            if self.path.rstrip("/") == "/v1/_ledger":
-                self.send_json(200, server.ledger.snapshot())
-            elif self.path.rstrip("/") == "/v1/models":
-                if self.authorized():
-                    data = [{"id": m, "object": "model", "owned_by": "herd-mock"} for m in server.options.models]
-                    self.send_json(200, {"object": "list", "data": data})
-            else:
-                self.error(404, f"no route {self.path}")
-
-        def do_POST(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            raw = self.rfile.read(length)
-            if self.path.rstrip("/") != "/v1/chat/completions":
-                self.error(404, f"no route {self.path}")
-                return
-            if not self.authorized():
-                return
-            try:
-                body = json.loads(raw)
-                messages = body["messages"]
-                prompt = str(messages[-1].get("content", ""))
-                body["model"]  # noqa: B018 - a request without a model is a 400, as on real endpoints
-            except (ValueError, KeyError, IndexError, TypeError, AttributeError):
-                self.error(400, "expected a JSON body with model and messages")
-                return
-            if body.get("stream"):
-                self.error(400, "the mock does not stream")
-                return
-            if "response_format" in body and not server.options.response_format:
-                self.error(400, "response_format is not supported by this server")
-                return
-            fingerprint = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
-            verdict, number = server.admit(fingerprint, prompt)
-            if verdict == "over_rpm":
-                self.error(429, "rate limit reached (requests per minute)",
-                           {"Retry-After": f"{max(server.rpm_wait(), 0.001):.3f}"})
-                return
-            if verdict == "over_concurrency":
-                self.error(429, "too many requests in flight", {"Retry-After": f"{server.options.retry_after:g}"})
-                return
-            self.serve(fingerprint, number, body)
-
-        def serve(self, fingerprint: str, number: int, body: dict[str, Any]) -> None:
-            kind = server.fault(fingerprint, number)
-            if kind == "hang":
-                server.release()  # a hung call holds no slot, so hangs do not turn into 429s as well
-                server.ledger.outcome(fingerprint, number, kind)
-                self.hang()
-                return
-            if kind != "429":
-                time.sleep(server.options.latency_s)
-            server.release()  # before the reply goes out: the client may send its next call the moment it reads
-            if kind is None and body.get("logprobs") and server.options.logprobs == "refused":
-                server.ledger.outcome(fingerprint, number, "refused")
-                self.error(400, "this model does not return logprobs")
-                return
-            if kind is None:
-                server.ledger.outcome(fingerprint, number, "answer")
-                self.send_json(200, completion(body, server.options.logprobs == "on"))
-                return
-            server.ledger.outcome(fingerprint, number, kind)
-            self.send_fault(kind, body)
-
-        def send_fault(self, kind: str, body: dict[str, Any]) -> None:
-            if kind == "429":
-                self.error(429, "rate limited (injected)", {"Retry-After": f"{server.options.retry_after:g}"})
-            elif kind == "500":
-                self.error(500, "internal server error (injected)")
-            elif kind == "truncated":
-                whole = json.dumps(completion(body)).encode()
-                self.send_raw(200, whole[: len(whole) // 2], "application/json")
-            elif kind == "empty":
-                self.send_json(200, {**completion(body), "choices": []})
-            elif kind == "no_content":
-                reply = completion(body)
-                reply["choices"][0]["message"] = {"role": "assistant"}
-                self.send_json(200, reply)
-            else:  # garbage
-                self.send_raw(200, b"<html><body>502 Bad Gateway</body></html>", "text/html")
-
-        def hang(self) -> None:
-            """Say nothing until the client gives up (closes the connection), the server stops, or hang_s passes."""
-            self.close_connection = True
-            deadline = time.monotonic() + server.options.hang_s
-            conn = self.connection
-            while time.monotonic() < deadline and not server.stopping.is_set():
-                readable, _, _ = select.select([conn], [], [], 0.05)
-                if readable:
-                    try:
-                        if not conn.recv(1, socket.MSG_PEEK):
-                            return
-                    except OSError:
-                        return
-
-        def handle_one_request(self) -> None:
-            try:
-                super().handle_one_request()
-            except (BrokenPipeError, ConnectionResetError):
-                self.close_connection = True  # the client went away (e.g. it timed out): nothing to tell it
-
-    return Handler
 
 
 @contextmanager

@@ -29,11 +29,13 @@ from herd.students.families import family_spec
 from herd.students.padding import ensure_pad_token
 from herd.students.training import packing_is_exact
 from herd.train import device, heldout
+from herd.train.batching import Batches
 from herd.train.build import build_student, default_name, init_from_teacher_layers, student_config
 from herd.train.data import Pairs, load_pairs, tokenise
 from herd.train.finish import finish_student, model_kwargs, with_lora
-from herd.train.loop import make_trainer, progress_callback, resume_point, training_args
-from herd.train.recipe import Recipe, check, resolve
+from herd.train.loop import PLAN_FILE, make_trainer, progress_callback, resume_point, training_args
+from herd.train.recipe import Recipe, check, provenance, resolve
+from herd.train.record import Encoding, Lora, StudentRun
 
 __all__ = ["run", "init_from_teacher_layers", "plan_students"]
 
@@ -150,81 +152,60 @@ def train_one(cfg: Config, plan: StudentSpec, pairs: Pairs, wrapper: str | None,
               out: Path) -> dict[str, Any]:
     from accelerate import PartialState
 
-    tc, recipe = cfg.train, plan.recipe
+    tc = cfg.train
     callbacks, kd = extra
-    work = out / f"{plan.name}.partial"
     student = build_student(plan.table, plan.config, model_kwargs(tc, plan.family), plan.where)
     ensure_pad_token(student.model, student.tokenizer)
     side, student.tokenizer.padding_side = student.tokenizer.padding_side, "right"
-    options = {"max_length": tc.max_length, "mask_prompt": tc.mask_prompt, "response_prefix": tc.response_prefix}
+    encoding = Encoding(tc.max_length, tc.mask_prompt, tc.response_prefix)
     held = pairs.heldout
     before = None if held is None else heldout.measure(student.model, student.tokenizer, plan.family, wrapper,
-                                                       options, held)
+                                                       encoding, held)
     with PartialState().main_process_first():
-        data = tokenise(pairs, plan.family, student.tokenizer, wrapper, options, tc.eval_fraction, cfg.run.seed,
+        data = tokenise(pairs, plan.family, student.tokenizer, wrapper, encoding, tc.eval_fraction, cfg.run.seed,
                         kd=(kd["targets"], int(kd["meta"]["k"])) if kd else None)
-    if recipe.batch_size > len(data.train):
-        raise UserError(f"{plan.where}: effective batch {recipe.batch_size} is larger than the {len(data.train)} "
+    if plan.recipe.batch_size > len(data.train):
+        raise UserError(f"{plan.where}: effective batch {plan.recipe.batch_size} is larger than the {len(data.train)} "
                         f"pairs that fit max_length {tc.max_length} (lower train.batch_size)")
     packing = decide_packing(tc.packing, student.model, plan)
     batches = setup_batches(data, plan, tc, student, packing, cfg.run.seed)  # bad batch_tokens stops here
-    recipe = plan.recipe = replace(recipe, accumulation=batches.accumulation, micro_batch_size=batches.micro_examples)
+    recipe = plan.recipe = replace(plan.recipe, accumulation=batches.accumulation,
+                                   micro_batch_size=batches.micro_examples)
     checkpointing, why = device.checkpointing(tc.gradient_checkpointing, student.model, batches.tokens)
     if tc.compile:
         device.allow_recompiles(len(batches.shapes))
-    args = training_args(plan.family, work, recipe, tc, cfg.run.seed, {
-        "has_eval": tc.eval_fraction > 0, "checkpointing": checkpointing, "accumulation": batches.accumulation,
-        "micro_examples": batches.micro_examples})
-    student.model.config.use_cache = False  # a cache during training also disables packed-sequence masks
-    model = with_lora(student.model, tc, plan.family) if tc.lora else student.model
-    plan_record = {"base": plan.table.base, "init": plan.table.init, "tokenizer": plan.table.tokenizer,
-                   "config_overrides": plan.table.config_overrides, "recipe": recipe.as_dict(), "packing": packing,
-                   "data": {k: pairs.manifest.get(k) for k in ("source", "sha256", "rows")}, "wrapper": wrapper,
-                   "response_prefix": tc.response_prefix, "lora": [tc.lora, tc.qlora, tc.lora_r, tc.lora_alpha],
-                   "batching": batches.layout.describe() | {"accumulation": batches.accumulation},
-                   **({"kd": kd_record(kd, tc)} if kd else {})}
-    if tc.overwrite and is_main() and (work / "herd-train.json").is_file():
-        _clear_if_changed(work, plan_record)
-    resume = resume_point(work, plan_record, is_main())
-    if resume is not None:
-        note(f"train: {plan.name} resumes from {resume.name}")
-    label = f"train {plan.name}"
-    trainer = make_trainer(plan.family, model, args, student.tokenizer, data, {
-        "sampler": batches.sampler, "collator": batches.collator, "kd_weight": kd["weight"] if kd else 0.0,
-        "callbacks": [progress_callback(label, cfg.run.quiet), *callbacks]})
-    result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    run = StudentRun(
+        name=plan.name, family=plan.family, table=plan.table, recipe=recipe, encoding=encoding,
+        wrapper=wrapper if family_spec(plan.family).wraps_prompts else None,
+        lora=Lora(tc.lora, tc.qlora, tc.lora_r, tc.lora_alpha), precision=device.precision(tc.precision),
+        gradient_checkpointing=checkpointing, packing=packing, data=pairs.manifest, composition=data.composition,
+        train_rows=len(data.train), eval_rows=len(data.eval) if data.eval is not None else 0, dropped=data.dropped,
+        layout=batches.layout.describe() | {"accumulation": batches.accumulation},
+        batching=batches.info() | {"gradient_checkpointing_reason": why}, objective=kd_record(kd, tc),
+        coverage=data.kd if kd else None, hyperparameters=tuple(provenance(tc, recipe, plan.family)), output=out)
+    trainer, result = fit(cfg, run, student, data, batches, callbacks)
     after = None if held is None else heldout.measure(trainer.model, student.tokenizer, plan.family, wrapper,
-                                                      options, held)
+                                                      encoding, held)
     student.tokenizer.padding_side = side
-    context = {"plan": plan, "pairs": pairs, "data": data, "packing": packing, "wrapper": wrapper,
-               "result": result, "work": work, "out": out, "main": is_main(),
-               "batching": batches.info() | {"gradient_checkpointing_reason": why},
-               "objective": {**kd_record(kd, tc), **({"coverage": data.kd} if kd else {})}}
-    return {**finish_student(trainer, student, tc, context), **heldout.entry(before, after)}
+    return {**finish_student(trainer, student, run, result, is_main()), **heldout.entry(before, after)}
 
 
-@dataclass
-class Batches:
-    """One student's batch plan: sampler, collator, layout, accumulation and the shapes of an epoch."""
-
-    sampler: Any
-    collator: Any
-    layout: Any
-    accumulation: int
-    micro_examples: int
-    shapes: dict[tuple[int, ...], int]
-    examples: int
-
-    @property
-    def tokens(self) -> int:
-        return int(self.layout.batch_tokens)
-
-    def info(self) -> dict[str, Any]:
-        steps = max(1, -(-len(self.sampler) // (self.accumulation * world_size())))
-        return {**self.layout.describe(), "accumulation": self.accumulation,
-                "micro_batches_per_epoch": len(self.sampler), "examples_per_step": round(self.examples / steps, 1),
-                "distinct_shapes": len(self.shapes), "shapes": {"x".join(map(str, k)): v for k, v in
-                                                                 sorted(self.shapes.items())}}
+def fit(cfg: Config, run: StudentRun, student: Any, data: Any, batches: Batches, callbacks: Sequence[Any]
+        ) -> tuple[Any, Any]:
+    """Train one student, from its newest complete checkpoint when there is one; (trainer, TrainOutput)."""
+    tc = cfg.train
+    args = training_args(run, tc, cfg.run.seed)
+    student.model.config.use_cache = False  # a cache during training also disables packed-sequence masks
+    model = with_lora(student.model, tc, run.family) if tc.lora else student.model
+    if tc.overwrite and is_main() and (run.work / PLAN_FILE).is_file():
+        _clear_if_changed(run.work, run.plan())
+    resume = resume_point(run.work, run.plan(), is_main())
+    if resume is not None:
+        note(f"train: {run.name} resumes from {resume.name}")
+    trainer = make_trainer(run, model, args, student.tokenizer, data, batches)
+    for callback in (progress_callback(f"train {run.name}", cfg.run.quiet), *callbacks):
+        trainer.add_callback(callback)
+    return trainer, trainer.train(resume_from_checkpoint=str(resume) if resume else None)
 
 
 def setup_batches(data: Any, plan: StudentSpec, tc: TrainConfig, student: Any, packing: bool, seed: int) -> Batches:
@@ -247,7 +228,7 @@ def setup_batches(data: Any, plan: StudentSpec, tc: TrainConfig, student: Any, p
     sampler = TokenBudgetBatches(data.sizes, layout, seed)
     accumulation = accumulation_for(plan.recipe.batch_size, len(data.sizes), len(sampler), world)
     micro = max(1, round(len(data.sizes) / len(sampler)))
-    return Batches(sampler, collator, layout, accumulation, micro, dict(sampler.shapes()), len(data.sizes))
+    return Batches(sampler, collator, layout, accumulation, micro, dict(sampler.shapes()), len(data.sizes), world)
 
 
 def decide_packing(mode: str, model: Any, plan: StudentSpec) -> bool:

@@ -262,3 +262,28 @@ def accumulation_for(batch_size: int, examples: int, micro_batches: int, world: 
 def mean_examples_per_step(examples: int, micro_batches: int, accumulation: int, world: int) -> float:
     steps = max(1, math.ceil(micro_batches / (accumulation * world)))
     return examples / steps
+
+
+@dataclass
+class Batches:
+    """One student's batch plan: sampler, collator, layout, accumulation and the shapes of an epoch."""
+
+    sampler: TokenBudgetBatches
+    collator: Any  # herd.train.collate's PackedCollator or BucketCollator
+    layout: Layout
+    accumulation: int
+    micro_examples: int
+    shapes: dict[tuple[int, ...], int]
+    examples: int
+    world: int  # processes sharing each optimizer step
+
+    @property
+    def tokens(self) -> int:
+        return int(self.layout.batch_tokens)
+
+    def info(self) -> dict[str, Any]:
+        steps = max(1, -(-len(self.sampler) // (self.accumulation * self.world)))
+        return {**self.layout.describe(), "accumulation": self.accumulation,
+                "micro_batches_per_epoch": len(self.sampler), "examples_per_step": round(self.examples / steps, 1),
+                "distinct_shapes": len(self.shapes), "shapes": {"x".join(map(str, k)): v for k, v in
+                                                                 sorted(self.shapes.items())}}

@@ -21,6 +21,7 @@ from herd.records import iter_rows, numbered_rows
 from herd.students import Family, family_spec
 from herd.students.training import encode_pairs
 from herd.train.collate import label_tokens
+from herd.train.record import Encoding
 
 # LaMini's evaluation sets (../shared/data): herd refuses to train on them
 EVAL_SETS = ("self_instruct_user_oriented_instructions", "lamini_paper_hallucination_questions")
@@ -156,7 +157,7 @@ def _file_manifest(path: Path) -> dict[str, Any]:
 
 
 def tokenise(
-    pairs: Pairs, family: Family, tokenizer: Any, wrapper: str | None, options: dict[str, Any], eval_fraction: float,
+    pairs: Pairs, family: Family, tokenizer: Any, wrapper: str | None, encoding: Encoding, eval_fraction: float,
     seed: int, *, kd: tuple[dict[str, Any], int] | None = None,
 ) -> Tokenised:
     """Tokenise for one student; pairs whose prompt leaves no room for a response are dropped and counted.
@@ -170,9 +171,9 @@ def tokenise(
             raise UserError(f"train.eval_fraction = {eval_fraction}: leaves no pairs to train on")
         split = raw.train_test_split(test_size=held, seed=seed)
         raw, evaluation = split["train"], split["test"]
-    train, dropped = _encode(raw, family, tokenizer, wrapper, options)
+    train, dropped = _encode(raw, family, tokenizer, wrapper, encoding)
     if len(train) == 0:
-        raise UserError(f"{pairs.source}: no pair fits train.max_length = {options['max_length']} tokens")
+        raise UserError(f"{pairs.source}: no pair fits train.max_length = {encoding.max_length} tokens")
     composition = _composition(train)
     lengths = list(train["length"])
     counts = train.select_columns(["prompt_tokens", "response_tokens", ROW_COLUMN]).to_dict()
@@ -193,14 +194,16 @@ def tokenise(
         keep += list(KD_FIELDS)
     train = train.select_columns(keep)
     if evaluation is not None:
-        evaluation = _encode(evaluation, family, tokenizer, wrapper, options)[0]
+        evaluation = _encode(evaluation, family, tokenizer, wrapper, encoding)[0]
         if kd is not None:
             evaluation = attach(evaluation, kd[0], kd[1], spec.separate_decoder)[0]
         evaluation = evaluation.select_columns(keep)
     return Tokenised(train, evaluation, lengths, composition, dropped, sizes, where, coverage)
 
 
-def _encode(raw: Any, family: Family, tokenizer: Any, wrapper: str | None, options: dict[str, Any]) -> tuple[Any, int]:
+def _encode(raw: Any, family: Family, tokenizer: Any, wrapper: str | None, encoding: Encoding) -> tuple[Any, int]:
+    options = encoding.kwargs()
+
     def encode(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
         out = encode_pairs(family, tokenizer, wrapper, (batch["instruction"], batch["response"]), **options)
         out[SOURCE_COLUMN] = batch[SOURCE_COLUMN]

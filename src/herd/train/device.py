@@ -37,6 +37,15 @@ def check_precision(precision: str, config: Any, where: str, base: str) -> None:
                         "(training diverges); use 'bf16' or 'auto'")
 
 
+def precision(requested: str) -> str:
+    """bf16 | fp16 | fp32: `train.precision`, with auto = bf16 where a GPU has it, else fp32."""
+    import torch
+
+    if requested == "auto":
+        return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp32"
+    return requested
+
+
 def compiler_missing() -> str:
     """Why torch.compile cannot run here ('' when it can): inductor needs triton on CUDA, a C++ compiler on CPU."""
     if device_kind() == "cuda":

@@ -13,14 +13,13 @@ from importlib import util
 from pathlib import Path
 from typing import Any
 
-from herd import __version__
 from herd.config import TrainConfig
 from herd.errors import UserError
 from herd.rundir import publish, versions
 from herd.students import Family, Student, attention_kernel, family_spec
-from herd.students.saving import card_facts, save_student
+from herd.students.saving import save_student
 from herd.train.model_card import write_card
-from herd.train.recipe import provenance
+from herd.train.record import Lora, StudentRun
 
 
 def model_kwargs(tc: TrainConfig, family: Family) -> dict[str, Any]:
@@ -54,12 +53,12 @@ def with_lora(model: Any, tc: TrainConfig, family: Family) -> Any:
     return get_peft_model(model, config)
 
 
-def final_model(trainer: Any, student: Student, tc: TrainConfig, work: Path) -> Any:
+def final_model(trainer: Any, student: Student, lora: Lora, work: Path) -> Any:
     """The weights to save: LoRA merged into the base (QLoRA: into a fresh 16-bit copy of the base)."""
     model = trainer.accelerator.unwrap_model(trainer.model)
-    if not tc.lora:
+    if not lora.enabled:
         return model
-    if not tc.qlora:
+    if not lora.quantized:
         return model.merge_and_unload()
     import torch
     from peft import PeftModel
@@ -75,49 +74,32 @@ def final_model(trainer: Any, student: Student, tc: TrainConfig, work: Path) -> 
     return PeftModel.from_pretrained(base, str(adapter)).merge_and_unload()
 
 
-def finish_student(trainer: Any, student: Student, tc: TrainConfig, ctx: dict[str, Any]) -> dict[str, Any]:
-    """Save, describe and publish one student; returns its manifest entry."""
-    plan, work, out = ctx["plan"], ctx["work"], ctx["out"]
+def finish_student(trainer: Any, student: Student, run: StudentRun, result: Any, main: bool) -> dict[str, Any]:
+    """Save, describe and publish one student (`main`: this is the main process); returns its manifest entry."""
+    work = run.work
     history = list(trainer.state.log_history)
-    stats = _stats(trainer, ctx["result"], history)
-    meta = {
-        "wrapper": ctx["wrapper"], "base_model": plan.table.base, "herd_version": __version__,
-        "init": plan.table.init, "response_prefix": tc.response_prefix, "mask_prompt": tc.mask_prompt,
-        "max_length": tc.max_length, "recipe": plan.recipe.as_dict(), "packing": ctx["packing"],
-        "lora": tc.lora, "data": {k: ctx["pairs"].manifest.get(k) for k in ("source", "sha256", "rows")},
-        "stats": stats, "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "objective": ctx.get("objective", {"objective": "sft"}),
-    }
+    stats = _stats(trainer, result, history)
+    trained_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     sharded = bool(getattr(trainer, "is_fsdp_enabled", False)) or _zero3(trainer)
+    gathered = sharded and not run.lora.enabled  # every rank takes part in gathering sharded weights
     final = work / "final"
-    if ctx["main"]:
+    if main:
         shutil.rmtree(final, ignore_errors=True)  # left by a run killed while finishing
     trainer.accelerator.wait_for_everyone()
-    if sharded and not tc.lora:
-        trainer.save_model(str(final))  # every rank takes part in gathering sharded weights
+    if gathered:
+        trainer.save_model(str(final))
     trainer.accelerator.wait_for_everyone()
-    folder = out / plan.name
-    if ctx["main"]:
-        model = None if sharded and not tc.lora else final_model(trainer, student, tc, work)
-        meta = {**meta, "precision": "bf16" if trainer.args.bf16 else "fp16" if trainer.args.fp16 else "fp32",
-                "gradient_checkpointing": bool(getattr(trainer.args, "activation_checkpointing", None)
-                                               or getattr(trainer.args, "gradient_checkpointing", False)),
-                "batching": ctx.get("batching", {})}
-        save_student(model, student.tokenizer, plan.family, final, meta)
-        info = {**meta, "name": plan.name, "family": plan.family, "composition": ctx["data"].composition,
-                "train_rows": len(ctx["data"].train), "dropped": ctx["data"].dropped,
-                "eval_rows": len(ctx["data"].eval) if ctx["data"].eval is not None else 0,
-                "data": ctx["pairs"].manifest, "hyperparameters": provenance(tc, plan.recipe, plan.family),
-                "facts": card_facts(plan.name, plan.family, ctx["wrapper"]),
-                "versions": versions()}
-        write_card(final, info, history)
+    if main:
+        model = None if gathered else final_model(trainer, student, run.lora, work)
+        save_student(model, student.tokenizer, run.family, final, run.herd_json(stats, trained_at))
+        write_card(final, run.card(stats, trained_at, versions()), history)
         if (work / "runs").is_dir():
             shutil.move(str(work / "runs"), str(final / "runs"))  # TensorBoard event files travel with the model
         _readable(final)
-        publish(final, folder)
+        publish(final, run.folder)
         shutil.rmtree(work, ignore_errors=True)
     trainer.accelerator.wait_for_everyone()
-    return {"name": plan.name, "path": str(folder), "family": plan.family, "base_model": plan.table.base, **stats}
+    return run.entry(stats)
 
 
 def _readable(folder: Path) -> None:

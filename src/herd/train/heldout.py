@@ -24,6 +24,7 @@ from herd.config import Config
 from herd.errors import UserError
 from herd.students import Family, FamilySpec, family_spec, pad_id, spec_of_model
 from herd.train.data import Pairs
+from herd.train.record import Encoding
 
 BATCH = 8
 
@@ -52,13 +53,13 @@ def write_heldout(held: Any, path: Path) -> None:
                                 ensure_ascii=False) + "\n")
 
 
-def measure(model: Any, tokenizer: Any, family: Family, wrapper: str | None, options: dict[str, Any],
+def measure(model: Any, tokenizer: Any, family: Family, wrapper: str | None, encoding: Encoding,
             held: Any) -> dict[str, Any]:
     """Loss per response token and perplexity of a student on the held-out pairs, tokenised as for training."""
     from herd.students.training import encode_pairs
 
     encoded = encode_pairs(family, tokenizer, wrapper, (list(held["instruction"]), list(held["response"])),
-                           **options)
+                           **encoding.kwargs())
     rows = [(i, lab) for i, lab in zip(encoded["input_ids"], encoded["labels"], strict=True) if i]
     return _loss(model, rows, family_spec(family), pad_id(tokenizer))
 

@@ -18,17 +18,17 @@ from typing import Any
 from herd.errors import UserError
 from herd.progress import Progress
 from herd.rundir import write_json
-from herd.students import Family, family_spec
+from herd.students import family_spec
+from herd.train.batching import Batches
 from herd.train.data import Tokenised
 from herd.train.device import cuda_flags
-from herd.train.recipe import Recipe
+from herd.train.record import StudentRun
 
 PLAN_FILE = "herd-train.json"
 
 
-def make_trainer(family: Family, model: Any, args: Any, tokenizer: Any, data: Tokenised, options: dict[str, Any]
-                 ) -> Any:
-    """The family's Trainer with herd's batches. `options`: sampler (TokenBudgetBatches), collator, callbacks.
+def make_trainer(run: StudentRun, model: Any, args: Any, tokenizer: Any, data: Tokenised, batches: Batches) -> Any:
+    """The family's Trainer with herd's batches (sampler and collator); add callbacks with `trainer.add_callback`.
 
     Only the batch sampler is replaced (the DataLoader keeps the Trainer's workers, pinned memory and prefetching);
     the loss is herd.train.loss.student_loss over the step's label tokens, counted on the host."""
@@ -38,8 +38,9 @@ def make_trainer(family: Family, model: Any, args: Any, tokenizer: Any, data: To
 
     from herd.train.loss import student_loss
 
+    family, kd_weight = run.family, run.kd_weight
     base = family_spec(family).trainer_classes()[0]
-    sampler = options["sampler"]
+    sampler = batches.sampler
 
     class HerdTrainer(base):  # type: ignore[misc,valid-type]  # get_train_dataloader is Trainer's documented hook
         def get_train_dataloader(self) -> Any:
@@ -77,16 +78,14 @@ def make_trainer(family: Family, model: Any, args: Any, tokenizer: Any, data: To
             # training computes the output layer only at scored positions (not under torch.compile: a data-dependent
             # shape per batch would break the graph); evaluation keeps whole logits for the Trainer's metrics
             scored_only = model.training and not self.args.torch_compile
-            loss, outputs = student_loss(model, inputs, family, num_items_in_batch, scale, scored_only,
-                                         options.get("kd_weight", 0.0))
+            loss, outputs = student_loss(model, inputs, family, num_items_in_batch, scale, scored_only, kd_weight)
             return (loss, outputs) if return_outputs else loss
 
         def floating_point_ops(self, inputs: dict[str, Any]) -> int:
             return 6 * self._herd_params * int(inputs.get("herd_tokens", 0))  # host count, parameters counted once
 
     trainer = HerdTrainer(model=model, args=args, train_dataset=data.train, eval_dataset=data.eval,
-                          data_collator=options["collator"], processing_class=tokenizer,
-                          callbacks=list(options.get("callbacks", ())))
+                          data_collator=batches.collator, processing_class=tokenizer)
     trainer._herd_params = sum(p.numel() for p in model.parameters())
     # the loss is already normalised over the accumulated step: the Trainer must not divide it again
     trainer.model_accepts_loss_kwargs = True
@@ -96,25 +95,23 @@ def make_trainer(family: Family, model: Any, args: Any, tokenizer: Any, data: To
     return trainer
 
 
-def training_args(family: Family, work: Path, recipe: Recipe, tc: Any, seed: int, options: dict[str, Any]) -> Any:
-    """TrainingArguments from the recipe and the batch plan. `options`: has_eval, checkpointing, accumulation,
-    micro_examples. bf16 by default only where a GPU is; no per-micro-step device syncs for bookkeeping."""
+def training_args(run: StudentRun, tc: Any, seed: int) -> Any:
+    """TrainingArguments from the run's recipe, precision and batch plan (micro-batch, accumulation, gradient
+    checkpointing); logging, saving and evaluation from `[train]`. No per-micro-step device syncs for bookkeeping."""
     import torch
 
     gpu = torch.cuda.is_available()
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
-    precision = tc.precision
-    if precision == "auto":
-        precision = "bf16" if gpu and torch.cuda.is_bf16_supported() else "fp32"
-    has_eval = options["has_eval"]
-    args_class = family_spec(family).trainer_classes()[1]
+    recipe = run.recipe
+    has_eval = tc.eval_fraction > 0
+    args_class = family_spec(run.family).trainer_classes()[1]
     return args_class(
-        **version_kwargs(args_class, options["checkpointing"], recipe.warmup_ratio), **cuda_flags(),
-        output_dir=str(work), per_device_train_batch_size=options["micro_examples"],
-        per_device_eval_batch_size=tc.micro_batch_size, gradient_accumulation_steps=options["accumulation"],
+        **version_kwargs(args_class, run.gradient_checkpointing, recipe.warmup_ratio), **cuda_flags(),
+        output_dir=str(run.work), per_device_train_batch_size=recipe.micro_batch_size,
+        per_device_eval_batch_size=tc.micro_batch_size, gradient_accumulation_steps=recipe.accumulation,
         num_train_epochs=recipe.epochs, max_steps=recipe.max_steps or -1, learning_rate=recipe.lr,
         lr_scheduler_type=recipe.scheduler, weight_decay=recipe.weight_decay,
-        max_grad_norm=recipe.max_grad_norm, bf16=precision == "bf16", fp16=precision == "fp16",
+        max_grad_norm=recipe.max_grad_norm, bf16=run.precision == "bf16", fp16=run.precision == "fp16",
         torch_compile=tc.compile, use_cpu=not gpu, ddp_backend=None if gpu or not distributed else "gloo",
         logging_steps=tc.logging_steps, save_strategy="steps", save_steps=tc.save_steps,
         save_total_limit=tc.save_total_limit, eval_strategy="steps" if has_eval else "no",
