@@ -15,7 +15,10 @@ Printed per mode: requests/s, generated tokens/s, p50 and p95 latency, p50 and p
 per forward pass (from /health); then the throughput ratio (goal >= 5x) and how many answers are identical between
 the modes (greedy: all). The last line is one JSON object (ratio, p95_s, ttft_p50_s, identical, ...).
 
-    .venv/bin/python benchmarks/serve.py [--clients 32] [--per-client 4] [--lengths 8,16,32,64,128] [--threads 1]
+    .venv/bin/python benchmarks/serve.py [--clients 32] [--per-client 4] [--lengths 8,16,32,64,128] [--threads N]
+
+--threads 0 (the default) leaves the servers' torch threads as `herd serve` sets them (torch's default: the
+machine's cores); --threads 1 gives each server one thread.
 """
 
 from __future__ import annotations
@@ -46,7 +49,9 @@ def free_port() -> int:
 
 def start_server(model: Path, max_batch: int, threads: int, extra: list[str]) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    env = dict(os.environ)
+    if threads > 0:
+        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     proc = subprocess.Popen(
         [sys.executable, "-m", "herd", "serve", "--model", f"student={model}", "--port", str(port),
          "--max-batch", str(max_batch), "--max-queue", "1024", "-q", *extra],
@@ -163,7 +168,8 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--per-client", type=int, default=4)
     parser.add_argument("--lengths", default="8,16,32,64,128", help="max_tokens values the requests cycle through")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads in the server (every mode)")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch threads in each server (every mode); 0: herd serve's own default")
     parser.add_argument("--rounds", type=int, default=2, help="load alternates between the modes in this many rounds")
     parser.add_argument("--request-level", action="store_true", help="also run the request-level batcher")
     parser.add_argument("--json", action="store_true", help="(the last line is always the JSON summary)")
@@ -189,7 +195,7 @@ def main() -> None:
     summary: dict[str, Any] = {
         "ratio": round(ratio, 2), "p50_s": round(batched["p50"], 3), "p95_s": round(batched["p95"], 3),
         "ttft_p50_s": round(batched["ttft_p50"], 3), "ttft_p95_s": round(batched["ttft_p95"], 3),
-        "identical": same, "requests": len(batched["answers"]),
+        "identical": same, "requests": len(batched["answers"]), "threads": args.threads or "default",
         **{f"{k}_{m}": round(v, 3) for m, r in results.items() for k, v in r.items()
            if k in ("rps", "tok_s", "p50", "p95", "ttft_p50", "mean_batch")}}
     if "request" in results:
@@ -198,7 +204,7 @@ def main() -> None:
                                                  for k in single["answers"])
     print(f"throughput ratio continuous / one-at-a-time: {ratio:.2f}x (goal >= 5x); identical answers "
           f"{same}/{len(batched['answers'])}; {args.clients} clients x {args.per_client} requests, "
-          f"max_tokens {args.lengths}, {args.threads} torch thread(s), load {os.getloadavg()[0]:.1f}")
+          f"max_tokens {args.lengths}, torch threads {args.threads or 'default'}, load {os.getloadavg()[0]:.1f}")
     print(json.dumps(summary))
 
 
