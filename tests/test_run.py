@@ -85,6 +85,23 @@ def test_plan_counts_calls_and_cost(tmp_path):
     assert float(cost) == pytest.approx((int(prompt_tokens) * 1 + int(completion_tokens) * 2) / 1e6, abs=1e-4)
 
 
+
+@pytest.mark.parametrize(("method", "backend", "asks"), [("probabilities", "fake", 1), ("text", "fake", 3),
+                                                         ("auto", "local", 1), ("auto", "openai", 3)])
+def test_plan_budgets_one_call_per_answer_when_the_judge_reads_probabilities(tmp_path, method, backend, asks):
+    """Probability grading is one forward pass per answer; the text judge (and `auto` against an endpoint, which
+    may fall back to it) is budgeted with every re-ask."""
+    from herd.plan import eval_tokens
+    from herd.run import select
+
+    cfg = load_config(None, [f"run.dir={json.dumps(str(tmp_path))}", "run.stages=['answers', 'judge']",
+                             "answers.limit=10", "answers.models=['teacher']", f"judge.method={method!r}",
+                             "judge.retries=2", "judge.same_as_teacher=false",
+                             f"judge.teacher.backend={backend!r}", "judge.teacher.model='m'"])
+    tokens = eval_tokens(cfg, next(s for s in select(cfg) if s.name == "judge"))
+    assert (tokens.calls, tokens.expected_calls) == (10 * asks, 10)
+    assert tokens.completion == (10 * 8 if asks == 1 else 10 * 3 * cfg.judge.max_tokens)
+
 # --- hand-over: one rule for which folder feeds a stage (herd.run.feeders) --------------------------------------
 
 DATA_LINE = ["instructions", "responses", "mix", "dedup"]  # the stages that write rows, in chain order

@@ -39,6 +39,7 @@ ANSWER_AVERAGE = {"self_instruct_without_topic": 66, "self_instruct_with_topic":
                   "generated_flan": 29, "alpaca": 55, "original_p3": 21, "original_flan": 24}
 ANSWER_TOKENS = 65  # LaMini's average response length, for other labels
 EVAL_INSTRUCTION = 120  # bound on an evaluation instruction (herd's user-oriented set is shorter)
+SCORE_TOKENS = 8  # the most a grade-scoring request may generate (rate/judge.score_request)
 
 
 @dataclass
@@ -159,9 +160,12 @@ def eval_tokens(cfg: Config, spec: StageSpec) -> Tokens:
         return Tokens(n, prompt, n * ac.teacher_max_tokens, n, n * min(ac.teacher_max_tokens, ANSWER_TOKENS),
                       f"teacher answers {n} evaluation instructions")
     answers = questions * models
-    calls = answers * (jc.retries + 1)
     answer = max(ac.teacher_max_tokens, ac.max_new_tokens)
     per_call = MESSAGE + prompt_file_tokens(jc.rubric) + EVAL_INSTRUCTION + answer
+    if graded_by_probabilities(cfg):  # one forward pass per answer, no re-asks (rate/judge.score_request)
+        return Tokens(answers, answers * per_call, answers * SCORE_TOKENS, answers, answers,
+                      f"{answers} answers graded from the judge's probabilities over A-D, one call each")
+    calls = answers * (jc.retries + 1)
     return Tokens(calls, calls * per_call, calls * jc.max_tokens, answers, answers * min(jc.max_tokens, 60),
                   f"{answers} answers judged, each asked at most {jc.retries + 1} times")
 
@@ -175,6 +179,13 @@ def stage_tokens(cfg: Config, spec: StageSpec) -> Tokens | None:
     if spec.name in ("answers", "judge"):
         return eval_tokens(seen, spec)
     return None
+
+
+def graded_by_probabilities(cfg: Config) -> bool:
+    """Whether the judge certainly grades from log-probs: asked to, or `auto` with a local backend (which always
+    can). `auto` against an endpoint may fall back to text, so the plan budgets the text judge there."""
+    method = cfg.judge.method
+    return method == "probabilities" or (method == "auto" and judge_teacher(cfg).backend == "local")
 
 
 def judge_teacher(cfg: Config) -> TeacherConfig:
