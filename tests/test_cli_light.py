@@ -77,3 +77,23 @@ def test_closed_pipe_is_not_an_error():
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == 0, err
     assert err == ""
+
+
+def test_ctrl_c_inside_a_command_says_how_to_continue(tmp_path, monkeypatch, capsys):
+    """typer turns a KeyboardInterrupt inside a command into exit code 130 without a word; herd says what to do."""
+    import pytest
+
+    import herd.run
+    from herd.cli import main
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(herd.run, "run_chain", interrupted)
+    cfg = tmp_path / "run.toml"
+    cfg.write_text(f"[run]\nname = 'c'\ndir = {str(tmp_path / 'runs')!r}\nstages = ['responses']\n"
+                   "[teacher]\nbackend = 'fake'\n")
+    with pytest.raises(SystemExit) as exit_:
+        main(["run", str(cfg), "-q"])
+    assert exit_.value.code == 130
+    assert capsys.readouterr().err.strip().endswith("herd: interrupted; run the same command again to continue")

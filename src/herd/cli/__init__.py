@@ -17,6 +17,8 @@ from herd.cli import data_cmds, eval_cmds, judge_cmds, rate_cmds, run_cmds, teac
 from herd.cli.command import ConfigOpt, QuietOpt, SetOpt, app, load, options, say
 from herd.errors import UserError
 
+INTERRUPTED = 130  # the shell's status for a process ended by Ctrl-C (128 + SIGINT)
+
 __all__ = ["ConfigOpt", "QuietOpt", "SetOpt", "app", "load", "main", "options", "say"]
 
 
@@ -42,10 +44,11 @@ def main(argv: list[str] | None = None) -> None:
         typer.echo("herd: aborted", err=True)
         sys.exit(1)
     except KeyboardInterrupt:
-        typer.echo("herd: interrupted; run the same command again to continue", err=True)
-        sys.exit(130)
+        code = INTERRUPTED
     finally:
         sys.stdout = stdout
+    if code == INTERRUPTED:  # typer itself turns a Ctrl-C inside a command into exit code 130 (typer.core._main)
+        typer.echo("herd: interrupted; run the same command again to continue", err=True)
     sys.exit(code if isinstance(code, int) else 0)
 
 
