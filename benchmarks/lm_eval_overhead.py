@@ -125,6 +125,7 @@ def main() -> None:
     base = times["lm_eval CLI"]
     summary: dict[str, object] = {"docs": args.docs, "repeats": args.repeats}
     for name, values in times.items():
+        side = "lm_eval" if name == "lm_eval CLI" else "herd_name" if "name" in name else "herd_yaml"
         wall, cpu = statistics.median(w for w, _ in values), statistics.median(c for _, c in values)
         runs = ", ".join(f"{w:.1f}" for w, _ in values)
         print(f"{name:32s} wall {wall:6.1f} s  CPU {cpu:6.1f} s  (wall per run: {runs})")
@@ -134,10 +135,8 @@ def main() -> None:
             cpus = statistics.median(h[1] / b[1] for h, b in zip(values, base, strict=True))
             print(f"{'':32s} overhead: wall {100 * (walls - 1):+.1f}% (goal <= +5%), CPU {100 * (cpus - 1):+.1f}% "
                   "(median of per-round ratios)")
-            key = "name" if "name" in name else "yaml"
-            summary[f"overhead_wall_pct_{key}"] = round(100 * (walls - 1), 1)
-            summary[f"overhead_cpu_pct_{key}"] = round(100 * (cpus - 1), 1)
-        side = "lm_eval" if name == "lm_eval CLI" else "herd_name" if "name" in name else "herd_yaml"
+            summary[f"overhead_wall_pct_{side.removeprefix('herd_')}"] = round(100 * (walls - 1), 1)
+            summary[f"overhead_cpu_pct_{side.removeprefix('herd_')}"] = round(100 * (cpus - 1), 1)
         summary[f"wall_s_{side}"] = round(wall, 2)
     same = lm_eval_scores(work / "lm_eval-0") == herd_scores(work / "herd-a-0") == herd_scores(work / "herd-b-0")
     print(f"same acc and acc_norm on both sides: {same} {lm_eval_scores(work / 'lm_eval-0')}")

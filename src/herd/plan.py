@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from herd.config import Config, TeacherConfig
+from herd.rate.judge import SCORE_MAX_TOKENS
 from herd.run import StageSpec, State, feeders, stage_config, stage_folder, stage_keys
 from herd.rundir import run_path
 from herd.teacher.prices import cost, teacher_prices
@@ -39,7 +40,6 @@ ANSWER_AVERAGE = {"self_instruct_without_topic": 66, "self_instruct_with_topic":
                   "generated_flan": 29, "alpaca": 55, "original_p3": 21, "original_flan": 24}
 ANSWER_TOKENS = 65  # LaMini's average response length, for other labels
 EVAL_INSTRUCTION = 120  # bound on an evaluation instruction (herd's user-oriented set is shorter)
-SCORE_TOKENS = 8  # the most a grade-scoring request may generate (rate/judge.score_request)
 
 
 @dataclass
@@ -163,7 +163,7 @@ def eval_tokens(cfg: Config, spec: StageSpec) -> Tokens:
     answer = max(ac.teacher_max_tokens, ac.max_new_tokens)
     per_call = MESSAGE + prompt_file_tokens(jc.rubric) + EVAL_INSTRUCTION + answer
     if graded_by_probabilities(cfg):  # one forward pass per answer, no re-asks (rate/judge.score_request)
-        return Tokens(answers, answers * per_call, answers * SCORE_TOKENS, answers, answers,
+        return Tokens(answers, answers * per_call, answers * SCORE_MAX_TOKENS, answers, answers,
                       f"{answers} answers graded from the judge's probabilities over A-D, one call each")
     calls = answers * (jc.retries + 1)
     return Tokens(calls, calls * per_call, calls * jc.max_tokens, answers, answers * min(jc.max_tokens, 60),

@@ -244,8 +244,7 @@ def ratings(root: Path) -> Section:
     judge = root / "judge" / "data.jsonl"
     if judge.exists():
         header, rows = grade_table(root)
-        method = json.loads((root / "judge" / "manifest.json").read_text(encoding="utf-8")).get("method", "text") \
-            if (root / "judge" / "manifest.json").exists() else "text"
+        method = _read_json(root / "judge" / "manifest.json").get("method", "text")
         s.para(f"Counts of answers per grade (judge method: {method}); answers the judge did not grade are counted, "
                "not left out. Probability grading reads P(A..D) at the grade position, renormalised over the four; "
                "the grade is the most likely letter (judge/data.jsonl has each answer's P(A..D)). A model appears "

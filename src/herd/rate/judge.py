@@ -122,10 +122,13 @@ def grade_empty(stage: StageDir, todo: dict[str, dict[str, Any]]) -> dict[str, d
     return rest
 
 
+SCORE_MAX_TOKENS = 8  # a grade-scoring request reads log-probs; it may generate at most this (herd plan budgets it)
+
+
 def score_request(rubric: str, row: dict[str, Any]) -> Request:
     """One forward pass: the rubric, then the judge's reply started up to where the grade letter goes."""
     user = rubric.format(instruction=row["instruction"], answer=row["answer"])
-    return Request(messages=(("user", user), ("assistant", PREFILL)), max_tokens=8, temperature=0.0,
+    return Request(messages=(("user", user), ("assistant", PREFILL)), max_tokens=SCORE_MAX_TOKENS, temperature=0.0,
                    score=GRADES, tag=str(row["id"]))
 
 
