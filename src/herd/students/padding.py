@@ -15,13 +15,13 @@ from __future__ import annotations
 
 from typing import Any
 
-_BORROWED = ("eos_token", "unk_token")  # in this order, for a tokenizer without a pad token
+_RULE = ("pad", "eos", "unk")  # its own pad token, else these, in this order (as `X_token` and `X_token_id`)
 
 
 def pad_token(tokenizer: Any) -> str | None:
     """The token that pads for this tokenizer (its own pad token, else EOS, else UNK); None if it has none."""
-    for name in ("pad_token", *_BORROWED):
-        token = getattr(tokenizer, name, None)
+    for name in _RULE:
+        token = getattr(tokenizer, f"{name}_token", None)
         if token is not None:
             return str(token)
     return None
@@ -29,8 +29,8 @@ def pad_token(tokenizer: Any) -> str | None:
 
 def pad_id(tokenizer: Any) -> int:
     """The id that pads for this tokenizer (0 when it has no pad, EOS or UNK token); the tokenizer is not changed."""
-    for name in ("pad_token_id", "eos_token_id", "unk_token_id"):
-        tid = getattr(tokenizer, name, None)
+    for name in _RULE:
+        tid = getattr(tokenizer, f"{name}_token_id", None)
         if tid is not None:
             return int(tid)
     return 0
